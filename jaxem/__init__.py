@@ -1,0 +1,44 @@
+"""jaxem: Expectation-Maximization for latent-variable models in JAX.
+
+E and M steps are pure functions of parameter pytrees; :func:`jaxem.fit`
+jit-compiles the whole EM loop once and runs random restarts as a batch axis
+on CPU, GPU or TPU.
+
+>>> import jax, jaxem
+>>> x = jaxem.load_faithful()
+>>> model = jaxem.GaussianMixture(num_components=2, covariance_type="full")
+>>> result = jaxem.fit(model, x, key=jax.random.key(0), num_restarts=8)
+>>> result.params.weights.shape
+(2,)
+"""
+
+from jaxem._criteria import aic, bic
+from jaxem._datasets import load_faithful
+from jaxem._driver import EMInfo, EMState, FitResult, em_step, fit
+from jaxem._model import Model
+from jaxem.models import (
+    GaussianMixture,
+    GaussianMixtureParams,
+    GaussianMixturePrior,
+    GaussianMixturePriorParams,
+    GaussianMixtureStats,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EMInfo",
+    "EMState",
+    "FitResult",
+    "GaussianMixture",
+    "GaussianMixtureParams",
+    "GaussianMixturePrior",
+    "GaussianMixturePriorParams",
+    "GaussianMixtureStats",
+    "Model",
+    "aic",
+    "bic",
+    "em_step",
+    "fit",
+    "load_faithful",
+]

@@ -1,0 +1,515 @@
+"""The EM driver: one pure iteration, and a compiled fit over restarts.
+
+The driver knows nothing about any model: it calls the model contract
+(``init``, ``e_step``, ``m_step``, ``log_prior`` and the optional
+``check_data``, ``check_params``, ``diagnose``). Restarts are a batch axis,
+advanced together or in groups inside one ``lax.while_loop``; each restart
+stops updating when it converges (masked), so a batched fit returns what
+separate fits with the same keys return.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxem._numerics import tree_all_finite
+from jaxem._validation import (
+    as_float_array,
+    check_finite,
+    check_int,
+    check_key,
+    check_nonnegative_float,
+    check_weights,
+)
+
+Array = jax.Array
+Params = Any
+
+
+class EMState(NamedTuple):
+    """What the next EM iteration of one restart needs.
+
+    Attributes:
+      params: the current parameters.
+      log_likelihood: the monitored objective (mean log-likelihood, plus
+        ``log p(θ) / n`` with a prior) of the parameters before the last
+        M-step; ``-inf`` before the first iteration.
+      num_iter: iterations run, int32.
+      converged: the last change of the objective was below ``tol``.
+      nonfinite: a non-finite objective or parameter appeared; the restart
+        stopped and kept its last finite parameters.
+      decreased: the objective decreased by more than rounding at some
+        iteration (EM is monotone, so this signals a numerical problem).
+      history: ``(max_iter,)`` objective per iteration, NaN after the stop.
+    """
+
+    params: Params
+    log_likelihood: Array
+    num_iter: Array
+    converged: Array
+    nonfinite: Array
+    decreased: Array
+    history: Array
+
+
+class EMInfo(NamedTuple):
+    """What a progress callback receives (host numpy arrays over restarts).
+
+    Attributes:
+      iteration: iterations run so far (the largest over restarts).
+      log_likelihood: ``(R,)`` latest objective of each restart.
+      num_iter: ``(R,)`` iterations run by each restart.
+      converged: ``(R,)`` which restarts have converged.
+    """
+
+    iteration: Any
+    log_likelihood: Any
+    num_iter: Any
+    converged: Any
+
+
+class FitResult(NamedTuple):
+    """The outcome of :func:`fit` (a pytree: usable under ``jax.vmap``).
+
+    ``R`` is the number of restarts and ``T`` is ``max_iter``.
+
+    Attributes:
+      params: the best restart's parameters (highest final objective).
+      log_likelihood: the best restart's final mean per-observation
+        log-likelihood (plus ``log p(θ) / n`` with a prior), evaluated at
+        ``params``.
+      history: ``(R, T)`` objective per iteration, evaluated at the
+        parameters entering that iteration (scikit-learn's
+        ``lower_bounds_``); NaN after a restart stopped.
+      num_iter: ``(R,)`` iterations run.
+      converged: ``(R,)`` whether each restart met ``tol``.
+      restarts: every restart's final parameters, leading axis ``R``.
+      restart_log_likelihood: ``(R,)`` each restart's final objective.
+      best_restart: index of the chosen restart.
+      diagnostics: the model's value-dependent flags at the final parameters,
+        each with leading axis ``R`` (e.g. ``"collapsed"``: ``(R, K)``).
+      nonfinite: ``(R,)`` a non-finite objective or parameter appeared; that
+        restart kept its last finite parameters.
+      decreased: ``(R,)`` the objective decreased beyond rounding.
+      invalid_input: the data or weights held NaN/inf or negative weights
+        (only possible when ``fit`` runs under a user's ``jit``/``vmap``;
+        eagerly such input raises ``ValueError``).
+    """
+
+    params: Params
+    log_likelihood: Array
+    history: Array
+    num_iter: Array
+    converged: Array
+    restarts: Params
+    restart_log_likelihood: Array
+    best_restart: Array
+    diagnostics: dict[str, Array]
+    nonfinite: Array
+    decreased: Array
+    invalid_input: Array
+
+
+# ----------------------------------------------------------------- one step
+
+
+def _objective(model, params, x, weights, total_weight):
+    """E-step, and the monitored objective (mean log-lik + log prior / n)."""
+    stats, log_lik = (
+        model.e_step(params, x) if weights is None else model.e_step(params, x, weights)
+    )
+    return stats, (log_lik + model.log_prior(params)) / total_weight
+
+
+def _total_weight(x: Array, weights: Array | None) -> Array:
+    if weights is None:
+        return jnp.asarray(x.shape[0], x.dtype)
+    return jnp.sum(weights)
+
+
+def _em_step(model, params, x, weights=None):
+    stats, objective = _objective(model, params, x, weights, _total_weight(x, weights))
+    return model.m_step(stats, params), objective
+
+
+def em_step(model, params: Params, x: Any, weights: Any = None) -> tuple[Params, Array]:
+    """One pure EM iteration: an E-step under ``params``, then the M-step.
+
+    Jitted with ``model`` static: compiles once per model and shapes.
+
+    Args:
+      model: a model implementing the :class:`~jaxem.Model` contract.
+      params: current parameters.
+      x: data, e.g. ``(n, D)``.
+      weights: optional per-observation weights, ``(n,)``.
+
+    Returns:
+      ``(new_params, log_likelihood)``: the updated parameters, and the mean
+      per-observation log-likelihood (plus ``log p(θ) / n`` with a prior) of
+      the *input* ``params``, which EM guarantees the new parameters do not
+      lower.
+
+    Raises:
+      ValueError, TypeError: for bad data, weights or parameters.
+
+    Examples:
+      >>> import jax, jaxem
+      >>> x = jax.random.normal(jax.random.key(0), (200, 2))
+      >>> model = jaxem.GaussianMixture(num_components=2)
+      >>> params = model.init(jax.random.key(1), x)
+      >>> params, before = jaxem.em_step(model, params, x)
+      >>> _, after = jaxem.em_step(model, params, x)
+      >>> bool(after >= before - 1e-6)
+      True
+    """
+    x, weights = _check_data(model, x, weights)
+    _check_params_shape(model, params, x, num_restarts=1, key=None)
+    params = _cast_floats(params, x.dtype)
+    return _jitted_em_step(model, params, x, weights)
+
+
+_jitted_em_step = jax.jit(_em_step, static_argnums=0)
+
+
+def _iterate(model, state: EMState, x, weights, total_weight, tol, decrease_tol) -> EMState:
+    """One masked EM iteration of one restart (a no-op once it has stopped)."""
+
+    def advance(state: EMState) -> EMState:
+        stats, objective = _objective(model, state.params, x, weights, total_weight)
+        new_params = model.m_step(stats, state.params)
+        finite = jnp.isfinite(objective) & tree_all_finite(new_params)
+        change = objective - state.log_likelihood
+        params = jax.tree.map(
+            lambda new, old: jnp.where(finite, new, old), new_params, state.params
+        )
+        return EMState(
+            params=params,
+            log_likelihood=jnp.where(finite, objective, state.log_likelihood),
+            num_iter=state.num_iter + 1,
+            converged=finite & (jnp.abs(change) < tol),
+            nonfinite=~finite,
+            decreased=state.decreased
+            | (finite & (change < -decrease_tol * jnp.maximum(1.0, jnp.abs(objective)))),
+            history=state.history.at[state.num_iter].set(objective),
+        )
+
+    stopped = state.converged | state.nonfinite
+    return lax.cond(stopped, lambda s: s, advance, state)
+
+
+# ---------------------------------------------------------------- the fit
+
+
+def _map_restarts(fn: Callable, tree: Any, batch_size: int) -> Any:
+    """``fn`` over the leading (restart) axis: vmapped in groups of ``batch_size``."""
+    num = jax.tree.leaves(tree)[0].shape[0]
+    if batch_size >= num:
+        return jax.vmap(fn)(tree)
+    return lax.map(fn, tree, batch_size=None if batch_size == 1 else batch_size)
+
+
+def _fit(
+    model,
+    x,
+    key,
+    weights,
+    init_params,
+    tol,
+    *,
+    max_iter: int,
+    num_restarts: int,
+    restart_batch_size: int,
+    callback: Callable | None,
+    callback_every: int,
+) -> FitResult:
+    dtype = x.dtype
+    total_weight = _total_weight(x, weights)
+    tol = jnp.asarray(tol, dtype)
+    decrease_tol = 10.0 * math.sqrt(float(jnp.finfo(dtype).eps))
+    keys = key[None] if num_restarts == 1 else jax.random.split(key, num_restarts)
+    batch = restart_batch_size
+
+    if init_params is None:
+        init = (
+            (lambda k: model.init(k, x))
+            if weights is None
+            else (lambda k: model.init(k, x, weights=weights))
+        )
+        params = _map_restarts(init, keys, batch)
+    else:
+        params = init_params
+
+    states = EMState(
+        params=params,
+        log_likelihood=jnp.full((num_restarts,), -jnp.inf, dtype),
+        num_iter=jnp.zeros((num_restarts,), jnp.int32),
+        converged=jnp.zeros((num_restarts,), bool),
+        nonfinite=jnp.zeros((num_restarts,), bool),
+        decreased=jnp.zeros((num_restarts,), bool),
+        history=jnp.full((num_restarts, max_iter), jnp.nan, dtype),
+    )
+    step = functools.partial(
+        _iterate,
+        model,
+        x=x,
+        weights=weights,
+        total_weight=total_weight,
+        tol=tol,
+        decrease_tol=decrease_tol,
+    )
+
+    def running(carry):
+        iteration, states = carry
+        return (iteration < max_iter) & jnp.any(~(states.converged | states.nonfinite))
+
+    def body(carry):
+        iteration, states = carry
+        states = _map_restarts(step, states, batch)
+        iteration = iteration + 1
+        if callback is not None:
+            info = EMInfo(iteration, states.log_likelihood, states.num_iter, states.converged)
+            lax.cond(
+                (iteration % callback_every == 0)
+                | ~jnp.any(~(states.converged | states.nonfinite))
+                | (iteration == max_iter),
+                lambda: jax.debug.callback(callback, info),
+                lambda: None,
+            )
+        return iteration, states
+
+    if max_iter > 0:
+        _, states = lax.while_loop(running, body, (jnp.asarray(0, jnp.int32), states))
+
+    def evaluate(params):
+        stats, objective = _objective(model, params, x, weights, total_weight)
+        diagnose = getattr(model, "diagnose", None)
+        return objective, ({} if diagnose is None else dict(diagnose(stats, params)))
+
+    final, diagnostics = _map_restarts(evaluate, states.params, batch)
+    ranked = jnp.where(jnp.isfinite(final), final, -jnp.inf)
+    best = jnp.argmax(ranked)
+    best_params = jax.tree.map(lambda leaf: leaf[best], states.params)
+
+    finite_x = jnp.all(jnp.isfinite(x))
+    if weights is None:
+        invalid = ~finite_x
+    else:
+        invalid = (
+            ~finite_x | ~jnp.all(jnp.isfinite(weights) & (weights >= 0)) | ~jnp.any(weights > 0)
+        )
+    return FitResult(
+        params=best_params,
+        log_likelihood=final[best],
+        history=states.history,
+        num_iter=states.num_iter,
+        converged=states.converged,
+        restarts=states.params,
+        restart_log_likelihood=final,
+        best_restart=best.astype(jnp.int32),
+        diagnostics=diagnostics,
+        nonfinite=states.nonfinite,
+        decreased=states.decreased,
+        invalid_input=invalid,
+    )
+
+
+_jitted_fit = jax.jit(
+    _fit,
+    static_argnames=(
+        "model",
+        "max_iter",
+        "num_restarts",
+        "restart_batch_size",
+        "callback",
+        "callback_every",
+    ),
+)
+
+
+def fit(
+    model,
+    x: Any,
+    *,
+    key: Any,
+    weights: Any = None,
+    num_restarts: int = 1,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    init_params: Params | None = None,
+    restart_batch_size: int | None = None,
+    callback: Callable[[EMInfo], Any] | None = None,
+    callback_every: int = 1,
+) -> FitResult:
+    """Fit ``model`` to ``x`` by EM, with restarts, in one compiled program.
+
+    Every restart is initialised with ``model.init`` from its own key
+    (``jax.random.split(key, num_restarts)``; the key itself when there is
+    one restart), iterated until the change of the objective is below ``tol``
+    (or ``max_iter``), and the restart with the highest final objective is
+    returned. The loop runs on the device (``lax.while_loop``), with no host
+    round-trip per iteration unless ``callback`` is given. The compiled
+    program is cached per (model, shapes, dtypes, static options): a second
+    call with new data, key or ``tol`` does not recompile. ``fit`` can be
+    called under ``jax.vmap`` to fit many equally-shaped datasets at once.
+
+    Args:
+      model: a model implementing the :class:`~jaxem.Model` contract (its
+        configuration is static).
+      x: data, e.g. ``(n, D)``; integer data is converted to floats, and the
+        fit runs in ``x``'s floating dtype.
+      key: a PRNG key, ``jax.random.key(seed)``.
+      weights: optional per-observation weights, ``(n,)``, non-negative.
+      num_restarts: ``R >= 1`` restarts.
+      max_iter: EM iterations at most per restart (``0`` returns the
+        initialisation).
+      tol: convergence threshold on the change of the mean log-likelihood
+        (plus ``log p(θ) / n``), as in scikit-learn; ``0`` runs ``max_iter``
+        iterations unless the change is exactly zero.
+      init_params: parameters to start from instead of ``model.init``: one set
+        (every restart starts there) or a batch with leading axis ``R``.
+      restart_batch_size: how many restarts advance together in one
+        vectorised step (``1``: one after the other; ``R``: all at once, as
+        ``vmap``). ``None`` chooses by backend and problem size: on a CPU,
+        vectorising large restarts is slower than running them in turn.
+      callback: called on the host as ``callback(info: EMInfo)`` every
+        ``callback_every`` iterations and when the loop ends; it must be
+        hashable (a function), and changing it recompiles.
+      callback_every: iterations between callbacks.
+
+    Returns:
+      A :class:`FitResult`.
+
+    Raises:
+      ValueError, TypeError: before anything is traced, for data of the wrong
+        rank or feature count, NaN/inf in data (how many, and where the first
+        is), fewer observations than the model needs, bad weights, options out
+        of range, a missing or malformed key, or parameters of the wrong shape.
+
+    Examples:
+      >>> import jax, jaxem
+      >>> x = jaxem.load_faithful()
+      >>> model = jaxem.GaussianMixture(num_components=2)
+      >>> result = jaxem.fit(model, x, key=jax.random.key(0), num_restarts=4)
+      >>> result.history.shape, result.params.means.shape
+      ((4, 100), (2, 2))
+      >>> bool(result.converged[result.best_restart])
+      True
+    """
+    x, weights = _check_data(model, x, weights)
+    key = check_key(key)
+    max_iter = check_int(max_iter, "max_iter", 0)
+    num_restarts = check_int(num_restarts, "num_restarts", 1)
+    callback_every = check_int(callback_every, "callback_every", 1)
+    tol = check_nonnegative_float(tol, "tol")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable; got {callback!r}")
+    if init_params is not None:
+        init_params = _check_params_shape(model, init_params, x, num_restarts, key)
+    if restart_batch_size is None:
+        restart_batch_size = _auto_restart_batch_size(model, x, key, num_restarts)
+    else:
+        restart_batch_size = min(
+            check_int(restart_batch_size, "restart_batch_size", 1), num_restarts
+        )
+    return _jitted_fit(
+        model,
+        x,
+        key,
+        weights,
+        init_params,
+        tol,
+        max_iter=max_iter,
+        num_restarts=num_restarts,
+        restart_batch_size=restart_batch_size,
+        callback=callback,
+        callback_every=callback_every,
+    )
+
+
+# ----------------------------------------------------------- input checks
+
+
+def _check_data(model, x, weights):
+    x = as_float_array(x, "x")
+    check_data = getattr(model, "check_data", None)
+    if check_data is not None:
+        check_data(x)
+    check_finite(x, "x")
+    if weights is not None:
+        weights = check_weights(weights, x.shape[0], x.dtype)
+    return x, weights
+
+
+def _cast_floats(tree, dtype):
+    def cast(leaf):
+        leaf = jnp.asarray(leaf)
+        return leaf.astype(dtype) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
+
+    return jax.tree.map(cast, tree)
+
+
+def _check_params_shape(model, params, x, num_restarts, key):
+    """Check ``params`` against what ``model.init`` would return; broadcast or
+    validate a leading restart axis. Returns params of ``x``'s dtype (batched
+    over restarts when ``key`` is given, as ``fit`` needs)."""
+    probe = jax.random.key(0) if key is None else key
+    expected = jax.eval_shape(lambda k: model.init(k, x), probe)
+    expected_leaves, expected_tree = jax.tree.flatten(expected)
+    leaves, tree = jax.tree.flatten(params)
+    check_params = getattr(model, "check_params", None)
+    if tree != expected_tree:
+        if check_params is not None:
+            check_params(params, x)
+        raise TypeError(f"params must have the structure {expected_tree}; got {tree}")
+    shapes = [tuple(np.shape(leaf)) for leaf in leaves]
+    single = all(s == e.shape for s, e in zip(shapes, expected_leaves, strict=False))
+    batched = key is not None and all(
+        s == (num_restarts, *e.shape) for s, e in zip(shapes, expected_leaves, strict=False)
+    )
+    if not (single or batched):
+        if check_params is not None:
+            check_params(params, x)  # names the offending field
+        mismatch = next(
+            (s, e.shape) for s, e in zip(shapes, expected_leaves, strict=False) if s != e.shape
+        )
+        raise ValueError(
+            f"params leaf has shape {mismatch[0]}, expected {mismatch[1]} "
+            f"(or ({num_restarts}, ...) for one set per restart)"
+        )
+    params = _cast_floats(params, x.dtype)
+    if check_params is not None:
+        if single:
+            check_params(params, x)
+        else:
+            for r in range(num_restarts):
+                check_params(jax.tree.map(lambda leaf, r=r: leaf[r], params), x)
+    if key is None or batched:
+        return params
+    return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (num_restarts, *leaf.shape)), params)
+
+
+def _auto_restart_batch_size(model, x, key, num_restarts) -> int:
+    """Restarts per vectorised step, by backend and problem size.
+
+    On accelerators all restarts advance together. On a CPU, vectorising
+    restarts only pays for small problems (it amortises per-op overhead); for
+    large ones the batched temporaries fall out of cache and running restarts
+    in turn is faster (measured in ``bench/gmm.py``).
+    """
+    if num_restarts == 1:
+        return 1
+    if jax.default_backend() != "cpu":
+        return num_restarts
+    expected = jax.eval_shape(lambda k: model.init(k, x), key)
+    param_size = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(expected))
+    rows = x.shape[0] if x.ndim else 1
+    work = rows * param_size
+    return num_restarts if work <= 2**21 else 1

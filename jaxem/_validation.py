@@ -1,0 +1,145 @@
+"""Eager input checks with messages that name the problem and the value.
+
+Shape and type checks work on tracers too (they run at trace time); value
+checks (NaN, inf, negative weights) need concrete arrays and are skipped
+under a user's ``jit``/``vmap``, where the driver reports them as flags on
+the result instead.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+
+def is_concrete(value: Any) -> bool:
+    """True when ``value`` holds values (not a tracer inside jit/vmap/grad)."""
+    return not isinstance(value, jax.core.Tracer)
+
+
+def as_float_array(value: Any, name: str) -> Array:
+    """``value`` as a floating JAX array, keeping float32/float64.
+
+    Integers and booleans become the default float type; half precision is
+    promoted to float32 (Cholesky factors and log-sums need it).
+
+    Raises:
+      TypeError: for non-numeric or complex data.
+    """
+    if isinstance(value, jax.Array):
+        array = value
+    else:
+        try:
+            host = np.asarray(value)
+        except Exception as error:  # e.g. ragged nested lists
+            raise TypeError(
+                f"{name} must be a numeric array; got {type(value).__name__}"
+            ) from error
+        if host.dtype == object or not (
+            np.issubdtype(host.dtype, np.number) or np.issubdtype(host.dtype, np.bool_)
+        ):
+            raise TypeError(f"{name} must be a numeric array; got dtype {host.dtype}")
+        array = host
+    dtype = np.dtype(array.dtype)
+    if np.issubdtype(dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real-valued; got dtype {dtype}")
+    if not np.issubdtype(dtype, np.floating) or dtype.itemsize < 4:
+        target = jnp.float32 if np.issubdtype(dtype, np.floating) else jnp.result_type(float)
+        return jnp.asarray(array, dtype=target)
+    return jnp.asarray(array)
+
+
+def check_finite(array: Array, name: str) -> None:
+    """Raise ``ValueError`` if a concrete ``array`` holds NaN or inf.
+
+    The message says how many values are non-finite and where the first is.
+    """
+    if not is_concrete(array) or array.size == 0:
+        return
+    finite = jnp.isfinite(array)
+    if bool(jnp.all(finite)):
+        return
+    bad = np.argwhere(~np.asarray(finite))
+    first = tuple(int(i) for i in bad[0])
+    value = np.asarray(array)[first]
+    where = ", ".join(str(i) for i in first)
+    raise ValueError(
+        f"{name} contains {len(bad)} non-finite value(s) (NaN or inf) out of {array.size}; "
+        f"the first is {name}[{where}] = {value}"
+    )
+
+
+def check_weights(weights: Any, num_rows: int, dtype: Any) -> Array:
+    """Per-observation weights as an ``(n,)`` array of ``dtype``.
+
+    Raises:
+      ValueError: wrong shape, non-finite or negative values, or all zero.
+    """
+    weights = as_float_array(weights, "weights")
+    if weights.ndim != 1 or weights.shape[0] != num_rows:
+        raise ValueError(
+            f"weights must have shape (n,) = ({num_rows},), one per observation; "
+            f"got shape {tuple(weights.shape)}"
+        )
+    weights = weights.astype(dtype)
+    check_finite(weights, "weights")
+    if is_concrete(weights):
+        negative = np.flatnonzero(np.asarray(weights) < 0)
+        if negative.size:
+            raise ValueError(
+                f"weights must be non-negative; {negative.size} are negative, "
+                f"the first is weights[{negative[0]}] = {float(weights[negative[0]])}"
+            )
+        if not bool(jnp.any(weights > 0)):
+            raise ValueError("weights are all zero; at least one observation needs weight > 0")
+    return weights
+
+
+def check_int(value: Any, name: str, minimum: int) -> int:
+    """``value`` as a Python int ``>= minimum`` (a static option)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return int(value)
+
+
+def check_nonnegative_float(value: Any, name: str) -> Any:
+    """A finite, non-negative real option (a Python number or scalar array)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number; got {value!r}")
+    if isinstance(value, numbers.Real):
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0; got {value}")
+        return float(value)
+    array = jnp.asarray(value)
+    if array.ndim != 0:
+        raise ValueError(f"{name} must be a scalar; got shape {tuple(array.shape)}")
+    if is_concrete(array):
+        scalar = float(array)
+        if not np.isfinite(scalar) or scalar < 0:
+            raise ValueError(f"{name} must be a finite number >= 0; got {scalar}")
+    return array
+
+
+def check_key(key: Any) -> Array:
+    """A JAX PRNG key: a typed key array or a raw ``uint32[2]`` key."""
+    if key is None:
+        raise TypeError("key is required: pass key=jax.random.key(seed)")
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.ndim != 0:
+            raise ValueError(f"key must be a single PRNG key; got shape {tuple(key.shape)}")
+        return key
+    array = jnp.asarray(key)
+    if array.dtype == jnp.uint32 and array.shape == (2,):
+        return jax.random.wrap_key_data(array)
+    raise TypeError(
+        "key must be a JAX PRNG key from jax.random.key(seed) (or jax.random.PRNGKey); "
+        f"got {type(key).__name__} with shape {getattr(array, 'shape', None)}"
+    )
