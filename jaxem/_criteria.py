@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -11,6 +12,7 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def bic(model, params: Any, x: Array) -> Array:
     """Bayesian information criterion, ``−2 log p(x | θ) + p log n`` (lower is better).
 
@@ -20,7 +22,8 @@ def bic(model, params: Any, x: Array) -> Array:
       x: data with ``n`` observations along the leading axis.
 
     Returns:
-      A scalar.
+      A scalar. Jitted with ``model`` static (compiles once per model and
+      shapes).
 
     Examples:
       >>> import jax, jaxem
@@ -38,6 +41,7 @@ def bic(model, params: Any, x: Array) -> Array:
     return -2.0 * log_lik + model.num_parameters(params) * math.log(x.shape[0])
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def aic(model, params: Any, x: Array) -> Array:
     """Akaike information criterion, ``−2 log p(x | θ) + 2p`` (lower is better)."""
     x = jnp.asarray(x)

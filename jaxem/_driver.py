@@ -33,26 +33,43 @@ from jaxem._validation import (
 Array = jax.Array
 Params = Any
 
+# Relative drop of the objective between iterations that counts as a
+# decrease. Rounding in float64 is far below it; regularisation added after
+# the M-step (``reg_covar``) makes EM only nearly monotone, by about
+# reg_covar · tr(Σ⁻¹) / 2 per observation (1e-7 relative for standardised
+# data and the default 1e-6), also below it. Float32 uses 1000 eps instead.
+DECREASE_TOLERANCE = 1e-5
+
 
 class EMState(NamedTuple):
     """What the next EM iteration of one restart needs.
 
     Attributes:
       params: the current parameters.
+      stats: expected sufficient statistics under ``params`` (valid once
+        ``evaluated``), from which the next M-step starts.
       log_likelihood: the monitored objective (mean log-likelihood, plus
-        ``log p(θ) / n`` with a prior) of the parameters before the last
-        M-step; ``-inf`` before the first iteration.
-      num_iter: iterations run, int32.
-      converged: the last change of the objective was below ``tol``.
+        ``log p(θ) / n`` with a prior) of ``params``; ``-inf`` before the
+        first evaluation.
+      previous: the objective of the parameters before ``params``.
+      evaluated: whether ``params`` have been evaluated (an E-step ran).
+      num_iter: M-steps taken (scikit-learn's ``n_iter_``), int32.
+      converged: the change of the objective fell below ``tol``.
       nonfinite: a non-finite objective or parameter appeared; the restart
         stopped and kept its last finite parameters.
-      decreased: the objective decreased by more than rounding at some
-        iteration (EM is monotone, so this signals a numerical problem).
-      history: ``(max_iter,)`` objective per iteration, NaN after the stop.
+      decreased: the objective decreased at some iteration by more than
+        ``DECREASE_TOLERANCE`` relative (EM is monotone, so this signals a
+        numerical problem, or a regularisation such as a large ``reg_covar``
+        that changes the objective).
+      history: ``(max_iter,)`` objective of the parameters entering each
+        iteration, NaN after the stop.
     """
 
     params: Params
+    stats: Any
     log_likelihood: Array
+    previous: Array
+    evaluated: Array
     num_iter: Array
     converged: Array
     nonfinite: Array
@@ -98,7 +115,9 @@ class FitResult(NamedTuple):
         each with leading axis ``R`` (e.g. ``"collapsed"``: ``(R, K)``).
       nonfinite: ``(R,)`` a non-finite objective or parameter appeared; that
         restart kept its last finite parameters.
-      decreased: ``(R,)`` the objective decreased beyond rounding.
+      decreased: ``(R,)`` the objective decreased between iterations by more
+        than ``max(1e-5, 1000 eps)`` relative: a numerical problem, or a
+        regularisation that changes the objective (a large ``reg_covar``).
       invalid_input: the data or weights held NaN/inf or negative weights
         (only possible when ``fit`` runs under a user's ``jit``/``vmap``;
         eagerly such input raises ``ValueError``).
@@ -179,30 +198,58 @@ def em_step(model, params: Params, x: Any, weights: Any = None) -> tuple[Params,
 _jitted_em_step = jax.jit(_em_step, static_argnums=0)
 
 
-def _iterate(model, state: EMState, x, weights, total_weight, tol, decrease_tol) -> EMState:
-    """One masked EM iteration of one restart (a no-op once it has stopped)."""
+def _iterate(
+    model, state: EMState, x, weights, total_weight, tol, decrease_tol, max_iter
+) -> EMState:
+    """One masked EM iteration of one restart (a no-op once it has stopped).
+
+    An iteration is an M-step from the carried statistics (skipped the first
+    time), then the E-step under the new parameters, which yields both the
+    statistics for the next M-step and the objective of the new parameters.
+    So each iteration runs one E-step, and the objective of the returned
+    parameters comes for free. Convergence follows scikit-learn exactly: the
+    fit stops after the M-step of iteration ``n`` when the objective changed
+    by less than ``tol`` between the parameters entering iterations ``n − 1``
+    and ``n``.
+    """
 
     def advance(state: EMState) -> EMState:
-        stats, objective = _objective(model, state.params, x, weights, total_weight)
-        new_params = model.m_step(stats, state.params)
-        finite = jnp.isfinite(objective) & tree_all_finite(new_params)
-        change = objective - state.log_likelihood
-        params = jax.tree.map(
-            lambda new, old: jnp.where(finite, new, old), new_params, state.params
+        started = state.evaluated
+        params = lax.cond(
+            started,
+            lambda: model.m_step(state.stats, state.params),
+            lambda: state.params,
         )
+        stats, objective = _objective(model, params, x, weights, total_weight)
+        finite = jnp.isfinite(objective) & tree_all_finite(params)
+        keep = lambda new, old: jnp.where(finite, new, old)
+        change = objective - state.log_likelihood
+        scale = jnp.maximum(1.0, jnp.abs(objective))
+        # The objective of the parameters entering this iteration (sklearn's
+        # lower bound of iteration num_iter + 1); nothing before the first.
+        index = jnp.where(started, state.num_iter, max_iter)
+        history = state.history
+        if max_iter > 0:  # (an empty history has nothing to index)
+            history = history.at[index].set(state.log_likelihood, mode="drop")
         return EMState(
-            params=params,
-            log_likelihood=jnp.where(finite, objective, state.log_likelihood),
-            num_iter=state.num_iter + 1,
-            converged=finite & (jnp.abs(change) < tol),
+            params=jax.tree.map(keep, params, state.params),
+            stats=jax.tree.map(keep, stats, state.stats),
+            log_likelihood=jnp.where(finite | ~started, objective, state.log_likelihood),
+            previous=jnp.where(finite, state.log_likelihood, state.previous),
+            evaluated=jnp.ones_like(started),
+            num_iter=state.num_iter + started.astype(state.num_iter.dtype),
+            converged=finite & started & (jnp.abs(state.log_likelihood - state.previous) < tol),
             nonfinite=~finite,
-            decreased=state.decreased
-            | (finite & (change < -decrease_tol * jnp.maximum(1.0, jnp.abs(objective)))),
-            history=state.history.at[state.num_iter].set(objective),
+            decreased=state.decreased | (finite & started & (change < -decrease_tol * scale)),
+            history=history,
         )
 
-    stopped = state.converged | state.nonfinite
+    stopped = _stopped(state, max_iter)
     return lax.cond(stopped, lambda s: s, advance, state)
+
+
+def _stopped(state: EMState, max_iter: int) -> Array:
+    return state.converged | state.nonfinite | (state.evaluated & (state.num_iter >= max_iter))
 
 
 # ---------------------------------------------------------------- the fit
@@ -233,7 +280,7 @@ def _fit(
     dtype = x.dtype
     total_weight = _total_weight(x, weights)
     tol = jnp.asarray(tol, dtype)
-    decrease_tol = 10.0 * math.sqrt(float(jnp.finfo(dtype).eps))
+    decrease_tol = max(DECREASE_TOLERANCE, 1e3 * float(jnp.finfo(dtype).eps))
     keys = key[None] if num_restarts == 1 else jax.random.split(key, num_restarts)
     batch = restart_batch_size
 
@@ -247,9 +294,20 @@ def _fit(
     else:
         params = init_params
 
+    def zeros_like_stats(params):
+        shapes = jax.eval_shape(lambda p: _objective(model, p, x, weights, total_weight)[0], params)
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    single = jax.tree.map(lambda leaf: leaf[0], params)
+    stats = jax.tree.map(
+        lambda z: jnp.broadcast_to(z, (num_restarts, *z.shape)), zeros_like_stats(single)
+    )
     states = EMState(
         params=params,
+        stats=stats,
         log_likelihood=jnp.full((num_restarts,), -jnp.inf, dtype),
+        previous=jnp.full((num_restarts,), -jnp.inf, dtype),
+        evaluated=jnp.zeros((num_restarts,), bool),
         num_iter=jnp.zeros((num_restarts,), jnp.int32),
         converged=jnp.zeros((num_restarts,), bool),
         nonfinite=jnp.zeros((num_restarts,), bool),
@@ -264,36 +322,31 @@ def _fit(
         total_weight=total_weight,
         tol=tol,
         decrease_tol=decrease_tol,
+        max_iter=max_iter,
     )
 
     def running(carry):
-        iteration, states = carry
-        return (iteration < max_iter) & jnp.any(~(states.converged | states.nonfinite))
+        _, states = carry
+        return jnp.any(~_stopped(states, max_iter))
 
     def body(carry):
         iteration, states = carry
         states = _map_restarts(step, states, batch)
-        iteration = iteration + 1
         if callback is not None:
             info = EMInfo(iteration, states.log_likelihood, states.num_iter, states.converged)
             lax.cond(
-                (iteration % callback_every == 0)
-                | ~jnp.any(~(states.converged | states.nonfinite))
-                | (iteration == max_iter),
+                (iteration % callback_every == 0) | ~running((iteration, states)),
                 lambda: jax.debug.callback(callback, info),
                 lambda: None,
             )
-        return iteration, states
+        return iteration + 1, states
 
-    if max_iter > 0:
-        _, states = lax.while_loop(running, body, (jnp.asarray(0, jnp.int32), states))
-
-    def evaluate(params):
-        stats, objective = _objective(model, params, x, weights, total_weight)
-        diagnose = getattr(model, "diagnose", None)
-        return objective, ({} if diagnose is None else dict(diagnose(stats, params)))
-
-    final, diagnostics = _map_restarts(evaluate, states.params, batch)
+    # Iteration t takes M-step t (none for t = 0) and evaluates the result:
+    # at most max_iter + 1 E-steps, the last one scoring the final parameters.
+    _, states = lax.while_loop(running, body, (jnp.asarray(0, jnp.int32), states))
+    final = states.log_likelihood
+    diagnose = getattr(model, "diagnose", None)
+    diagnostics = {} if diagnose is None else dict(jax.vmap(diagnose)(states.stats, states.params))
     ranked = jnp.where(jnp.isfinite(final), final, -jnp.inf)
     best = jnp.argmax(ranked)
     best_params = jax.tree.map(lambda leaf: leaf[best], states.params)
@@ -364,7 +417,9 @@ def fit(
       model: a model implementing the :class:`~jaxem.Model` contract (its
         configuration is static).
       x: data, e.g. ``(n, D)``; integer data is converted to floats, and the
-        fit runs in ``x``'s floating dtype.
+        fit runs in ``x``'s floating dtype. (As everywhere in JAX, float64
+        needs ``jax.config.update("jax_enable_x64", True)`` or the
+        ``jax.enable_x64()`` context; otherwise float64 input runs in float32.)
       key: a PRNG key, ``jax.random.key(seed)``.
       weights: optional per-observation weights, ``(n,)``, non-negative.
       num_restarts: ``R >= 1`` restarts.
@@ -372,7 +427,10 @@ def fit(
         initialisation).
       tol: convergence threshold on the change of the mean log-likelihood
         (plus ``log p(θ) / n``), as in scikit-learn; ``0`` runs ``max_iter``
-        iterations unless the change is exactly zero.
+        iterations unless the change is exactly zero. A loose ``tol`` can stop
+        a restart on a plateau (e.g. near the saddle that ``"random"``
+        initialisation starts from), as it does in scikit-learn: use more
+        restarts or a smaller ``tol``.
       init_params: parameters to start from instead of ``model.init``: one set
         (every restart starts there) or a batch with leading axis ``R``.
       restart_batch_size: how many restarts advance together in one

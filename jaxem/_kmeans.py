@@ -44,26 +44,33 @@ def kmeans_plusplus(
     """
     n = x.shape[0]
     w = jnp.ones(n, x.dtype) if weights is None else weights
-    base = w / jnp.sum(w)
     num_trials = 2 + int(math.log(num_clusters))
-    key, first_key = jax.random.split(key)
-    first = jax.random.choice(first_key, n, p=base)
-    indices = jnp.zeros((num_clusters,), jnp.int32).at[0].set(first)
+    # All random numbers in one draw; each pick is an inverse-CDF lookup.
+    # (A draw per pick, or a constant probability vector, costs seconds of
+    # XLA compile time for large n.)
+    uniforms = jax.random.uniform(key, (num_clusters, num_trials), x.dtype)
+
+    def draw(masses: Array, u: Array) -> Array:
+        cumulative = jnp.cumsum(masses)
+        picks = jnp.searchsorted(cumulative, u * cumulative[-1], side="right")
+        return jnp.minimum(picks, n - 1)
+
+    first = draw(w, uniforms[0, :1])[0]
+    indices = jnp.zeros((num_clusters,), jnp.int32).at[0].set(first.astype(jnp.int32))
     closest = _squared_distances_to(x, x[first][None])[0]
 
     def add_centre(i, carry):
-        indices, closest, key = carry
-        key, trial_key = jax.random.split(key)
+        indices, closest = carry
         potential = w * closest
-        total = jnp.sum(potential)
-        p = jnp.where(total > 0, potential / jnp.where(total > 0, total, 1), base)
-        candidates = jax.random.choice(trial_key, n, (num_trials,), p=p)
+        # All remaining distances zero (duplicated data): draw by weight alone.
+        masses = jnp.where(jnp.sum(potential) > 0, potential, w)
+        candidates = draw(masses, uniforms[i])
         distances = jnp.minimum(closest, _squared_distances_to(x, x[candidates]))
         best = jnp.argmin(distances @ w)
-        indices = indices.at[i].set(candidates[best])
-        return indices, distances[best], key
+        indices = indices.at[i].set(candidates[best].astype(jnp.int32))
+        return indices, distances[best]
 
-    indices, _, _ = lax.fori_loop(1, num_clusters, add_centre, (indices, closest, key))
+    indices, _ = lax.fori_loop(1, num_clusters, add_centre, (indices, closest))
     return x[indices], indices
 
 

@@ -55,35 +55,43 @@ def symmetrize(matrices: Array) -> Array:
 def cholesky_with_jitter(matrices: Array) -> tuple[Array, Array]:
     """Cholesky factors of symmetric matrices that are PD up to rounding.
 
-    Where a factorisation fails (a matrix is singular or slightly indefinite in
-    the working precision), a small multiple of its mean diagonal is added to
-    the diagonal, growing by 100x per try, so the result is always finite.
+    Where a factorisation fails, or a pivot is within ``100 · eps`` of zero
+    relative to the mean diagonal (the matrix is singular or indefinite in the
+    working precision), ``1e3 · eps`` times its mean diagonal is added to the
+    diagonal and the factorisation repeated; if that fails too, the factor
+    of the (clipped) diagonal alone is used. The result is always finite.
 
     Args:
       matrices: ``(..., D, D)`` symmetric matrices.
 
     Returns:
       ``(factors, jittered)``: lower-triangular factors ``(..., D, D)``, and a
-      boolean ``(...)`` array that is true where jitter had to be added.
+      boolean ``(...)`` array that is true where the matrix had to be changed.
     """
     dtype = matrices.dtype
     eps = jnp.finfo(dtype).eps
     dim = matrices.shape[-1]
     scale = jnp.abs(jnp.trace(matrices, axis1=-2, axis2=-1)) / dim
     scale = jnp.where(scale > 0, scale, jnp.ones_like(scale))
+
+    def succeeded(factors):
+        # Finite, with every pivot clear of rounding error (a factorisation
+        # that only just succeeds is not positive definite in another dtype).
+        pivots = jnp.square(jnp.diagonal(factors, axis1=-2, axis2=-1))
+        return jnp.all(jnp.isfinite(factors), axis=(-2, -1)) & jnp.all(
+            pivots > (100.0 * eps) * scale[..., None], axis=-1
+        )
+
     factors = jnp.linalg.cholesky(matrices)
-    ok = jnp.all(jnp.isfinite(factors), axis=(-2, -1))
-    jittered = ~ok
-    for power in range(1, 4):
-        jitter = (10.0 * eps) * (100.0**power) * scale
-        retry = jnp.linalg.cholesky(matrices + _eye_times(jitter, dim, dtype))
-        factors = jnp.where(ok[..., None, None], factors, retry)
-        ok = ok | jnp.all(jnp.isfinite(retry), axis=(-2, -1))
-    # Last resort: a diagonal factor from the (clipped) diagonal.
+    ok = succeeded(factors)
+    retry = jnp.linalg.cholesky(matrices + _eye_times(1e3 * eps * scale, dim, dtype))
+    retry_ok = succeeded(retry)
     diagonal = jnp.maximum(jnp.diagonal(matrices, axis1=-2, axis2=-1), eps * scale[..., None])
     fallback = jnp.sqrt(diagonal)[..., :, None] * jnp.eye(dim, dtype=dtype)
-    factors = jnp.where(ok[..., None, None], factors, fallback)
-    return factors, jittered
+    factors = jnp.where(
+        ok[..., None, None], factors, jnp.where(retry_ok[..., None, None], retry, fallback)
+    )
+    return factors, ~ok
 
 
 def _eye_times(values: Array, dim: int, dtype: Any) -> Array:

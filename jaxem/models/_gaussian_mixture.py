@@ -356,8 +356,8 @@ class GaussianMixture:
         weights = np.asarray(params.weights, dtype=float)
         if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-4:
             raise ValueError(
-                f"params.weights must be non-negative and sum to 1; got sum {weights.sum()} "
-                f"and minimum {weights.min()}"
+                f"params.weights must be non-negative and sum to 1; got sum {weights.sum():.6g} "
+                f"and minimum {weights.min():.6g}"
             )
         covariances = np.asarray(params.covariances, dtype=float)
         if self.covariance_type in ("diag", "spherical"):
@@ -702,7 +702,8 @@ class GaussianMixture:
             resp = jax.random.uniform(key, (n, k), dtype)
             resp = resp / jnp.sum(resp, axis=1, keepdims=True)
         else:
-            seeds = jax.random.choice(key, n, (k,), replace=False, p=w / jnp.sum(w))
+            p = None if weights is None else w / jnp.sum(w)  # no constant p (see _kmeans)
+            seeds = jax.random.choice(key, n, (k,), replace=False, p=p)
             resp = jnp.zeros((n, k), dtype).at[seeds, jnp.arange(k)].set(1.0)
         prior = None if self.prior is None else self.prior.resolve(x, k, self.covariance_type, w)
         return self.from_responsibilities(x, resp, weights, prior)
@@ -721,11 +722,13 @@ class GaussianMixture:
         """
         w = jnp.ones(x.shape[0], x.dtype) if weights is None else weights
         weighted = resp * w[:, None]
-        counts = jnp.sum(weighted, axis=0) + 10.0 * jnp.finfo(x.dtype).eps
+        counts = jnp.sum(weighted, axis=0)
+        mean = (w @ x) / jnp.sum(w)
         if self.covariance_type in ("full", "tied"):
-            centres = (weighted.T @ x) / counts[:, None]
+            # Each component's mean; an empty component starts at the data mean.
+            own = (weighted.T @ x) / jnp.where(counts > 0, counts, 1.0)[:, None]
+            centres = jnp.where((counts > 0)[:, None], own, mean)
         else:
-            mean = (w @ x) / jnp.sum(w)
             centres = jnp.broadcast_to(mean, (self.num_components, x.shape[1]))
         stats = sum_over_blocks(
             lambda xb, rb: self._block_moments(xb, rb, centres),
@@ -758,6 +761,20 @@ class GaussianMixture:
             add_component, jnp.zeros((n, dim), dtype), (means, factors, jnp.arange(k))
         )
         return draws, labels
+
+    def covariance_matrices(self, params: GaussianMixtureParams) -> Array:
+        """Every component's covariance as a ``(K, D, D)`` matrix, whatever the
+        covariance type (for plotting and comparison)."""
+        cov = params.covariances
+        k, dim = params.means.shape[-2:]
+        eye = jnp.eye(dim, dtype=cov.dtype)
+        if self.covariance_type == "full":
+            return cov
+        if self.covariance_type == "tied":
+            return jnp.broadcast_to(cov, (*cov.shape[:-2], k, dim, dim))
+        if self.covariance_type == "diag":
+            return cov[..., :, None] * eye
+        return cov[..., None, None] * eye
 
     def num_parameters(self, params: GaussianMixtureParams) -> int:
         """Free parameters: ``K − 1`` weights, ``K·D`` means, and the covariances."""

@@ -1,0 +1,38 @@
+"""Shared fixtures: float64 scope, and small datasets with known structure."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def x64():
+    """Run the test with 64-bit JAX arrays (reference comparisons)."""
+    with jax.enable_x64(True):
+        yield
+
+
+def make_blobs(
+    seed: int = 0,
+    n: int = 300,
+    dim: int = 2,
+    num_components: int = 3,
+    separation: float = 4.0,
+    dtype=np.float64,
+) -> np.ndarray:
+    """Samples from ``num_components`` anisotropic Gaussian blobs."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=separation, size=(num_components, dim))
+    labels = rng.integers(num_components, size=n)
+    labels[:num_components] = np.arange(num_components)  # every blob present
+    mixing = rng.normal(size=(num_components, dim, dim)) / np.sqrt(dim) + np.eye(dim)
+    noise = rng.normal(size=(n, dim))
+    x = centres[labels] + np.einsum("nd,nde->ne", noise, mixing[labels])
+    return x.astype(dtype)
+
+
+@pytest.fixture
+def blobs() -> np.ndarray:
+    return make_blobs()
