@@ -55,11 +55,15 @@ def symmetrize(matrices: Array) -> Array:
 def cholesky_with_jitter(matrices: Array) -> tuple[Array, Array]:
     """Cholesky factors of symmetric matrices that are PD up to rounding.
 
-    Where a factorisation fails, or a pivot is within ``100 · eps`` of zero
-    relative to the mean diagonal (the matrix is singular or indefinite in the
-    working precision), ``1e3 · eps`` times its mean diagonal is added to the
-    diagonal and the factorisation repeated; if that fails too, the factor
-    of the (clipped) diagonal alone is used. The result is always finite.
+    A factorisation counts as failed when it is not finite, or when a pivot
+    ``L_ii²`` is within ``100 · eps`` of its diagonal entry ``Σ_ii`` (variable
+    ``i`` is a linear combination of the previous ones up to rounding, so the
+    matrix is singular or indefinite in the working precision, and may not
+    factor in another dtype). Failed matrices get ``1e3 · eps · Σ_ii`` added
+    to each diagonal entry and are factored again; if that fails too, the
+    factor of the (clipped) diagonal alone is used. The result is always
+    finite. Well-conditioned matrices, however different their variables'
+    scales, are left unchanged.
 
     Args:
       matrices: ``(..., D, D)`` symmetric matrices.
@@ -71,31 +75,28 @@ def cholesky_with_jitter(matrices: Array) -> tuple[Array, Array]:
     dtype = matrices.dtype
     eps = jnp.finfo(dtype).eps
     dim = matrices.shape[-1]
-    scale = jnp.abs(jnp.trace(matrices, axis1=-2, axis2=-1)) / dim
+    diagonal = jnp.abs(jnp.diagonal(matrices, axis1=-2, axis2=-1))
+    scale = jnp.mean(diagonal, axis=-1, keepdims=True)
     scale = jnp.where(scale > 0, scale, jnp.ones_like(scale))
 
-    def succeeded(factors):
-        # Finite, with every pivot clear of rounding error (a factorisation
-        # that only just succeeds is not positive definite in another dtype).
+    def succeeded(factors, diagonal):
         pivots = jnp.square(jnp.diagonal(factors, axis1=-2, axis2=-1))
         return jnp.all(jnp.isfinite(factors), axis=(-2, -1)) & jnp.all(
-            pivots > (100.0 * eps) * scale[..., None], axis=-1
+            pivots > (100.0 * eps) * diagonal, axis=-1
         )
 
     factors = jnp.linalg.cholesky(matrices)
-    ok = succeeded(factors)
-    retry = jnp.linalg.cholesky(matrices + _eye_times(1e3 * eps * scale, dim, dtype))
-    retry_ok = succeeded(retry)
-    diagonal = jnp.maximum(jnp.diagonal(matrices, axis1=-2, axis2=-1), eps * scale[..., None])
-    fallback = jnp.sqrt(diagonal)[..., :, None] * jnp.eye(dim, dtype=dtype)
+    ok = succeeded(factors, diagonal)
+    jitter = (1e3 * eps) * (diagonal + eps * scale)
+    retry = jnp.linalg.cholesky(matrices + jitter[..., :, None] * jnp.eye(dim, dtype=dtype))
+    retry_ok = succeeded(retry, diagonal + jitter)
+    fallback = jnp.sqrt(jnp.maximum(diagonal, eps * scale))[..., :, None] * jnp.eye(
+        dim, dtype=dtype
+    )
     factors = jnp.where(
         ok[..., None, None], factors, jnp.where(retry_ok[..., None, None], retry, fallback)
     )
     return factors, ~ok
-
-
-def _eye_times(values: Array, dim: int, dtype: Any) -> Array:
-    return values[..., None, None] * jnp.eye(dim, dtype=dtype)
 
 
 def inverse_cholesky_transpose(factors: Array) -> Array:
