@@ -514,12 +514,18 @@ def _cast_floats(tree, dtype):
     return jax.tree.map(cast, tree)
 
 
+@functools.lru_cache(maxsize=256)
+def _init_shapes(model, x: jax.ShapeDtypeStruct):
+    """Shapes and dtypes of ``model.init``'s parameters for data like ``x``
+    (traced once per model and data shape, not per call)."""
+    return jax.eval_shape(model.init, jax.random.key(0), x)
+
+
 def _check_params_shape(model, params, x, num_restarts, key):
     """Check ``params`` against what ``model.init`` would return; broadcast or
     validate a leading restart axis. Returns params of ``x``'s dtype (batched
     over restarts when ``key`` is given, as ``fit`` needs)."""
-    probe = jax.random.key(0) if key is None else key
-    expected = jax.eval_shape(lambda k: model.init(k, x), probe)
+    expected = _init_shapes(model, jax.ShapeDtypeStruct(x.shape, x.dtype))
     expected_leaves, expected_tree = jax.tree.flatten(expected)
     leaves, tree = jax.tree.flatten(params)
     check_params = getattr(model, "check_params", None)
@@ -566,7 +572,7 @@ def _auto_restart_batch_size(model, x, key, num_restarts) -> int:
         return 1
     if jax.default_backend() != "cpu":
         return num_restarts
-    expected = jax.eval_shape(lambda k: model.init(k, x), key)
+    expected = _init_shapes(model, jax.ShapeDtypeStruct(x.shape, x.dtype))
     param_size = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(expected))
     rows = x.shape[0] if x.ndim else 1
     work = rows * param_size
