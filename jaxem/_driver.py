@@ -258,6 +258,9 @@ def _stopped(state: EMState, max_iter: int) -> Array:
 def _map_restarts(fn: Callable, tree: Any, batch_size: int) -> Any:
     """``fn`` over the leading (restart) axis: vmapped in groups of ``batch_size``."""
     num = jax.tree.leaves(tree)[0].shape[0]
+    if num == 1:  # no batch dimension in the program at all (layouts stay simple)
+        out = fn(jax.tree.map(lambda leaf: leaf[0], tree))
+        return jax.tree.map(lambda leaf: leaf[None], out)
     if batch_size >= num:
         return jax.vmap(fn)(tree)
     return lax.map(fn, tree, batch_size=None if batch_size == 1 else batch_size)

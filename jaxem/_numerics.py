@@ -110,14 +110,15 @@ def inverse_cholesky_transpose(factors: Array) -> Array:
     return jnp.swapaxes(solve_triangular(factors, eye, lower=True), -1, -2)
 
 
-def default_block_size(num_rows: int, row_width: int) -> int:
+def default_block_size(num_rows: int, row_width: int, cpu_target: int = 2**18) -> int:
     """Rows per block so a block's ``(rows, row_width)`` temporaries stay small.
 
-    On a CPU a block is sized to stay in cache (about 2**18 elements, measured
-    fastest on a 2-core x86 machine); on accelerators it is sized to bound
-    memory (2**26 elements) while keeping the matrix products large.
+    On a CPU a block holds about ``cpu_target`` elements (the caller's
+    measured optimum: small enough to stay in cache where that pays); on
+    accelerators about 2**26 elements, bounding memory while keeping the
+    matrix products large.
     """
-    target = 2**18 if jax.default_backend() == "cpu" else 2**26
+    target = cpu_target if jax.default_backend() == "cpu" else 2**26
     rows = max(target // max(row_width, 1), 64)
     return int(min(num_rows, rows))
 

@@ -93,6 +93,18 @@ class GaussianMixtureStats(NamedTuple):
     num_observations: Array
 
 
+def _one_product_per_component(num_components: int) -> bool:
+    """Second moments as one ``(D, rows) @ (rows, D)`` product per component?
+
+    On a CPU that beats one batched contraction over a ``(K, rows, D)``
+    tensor (58 vs 75 ms per E-step in float32, 101 vs 119 ms in float64, for
+    n = 1e5, D = K = 16 on a 2-core x86 machine); accelerators prefer the
+    batched form. The loop is unrolled, so it is used only up to 32
+    components to bound compile time.
+    """
+    return jax.default_backend() == "cpu" and num_components <= 32
+
+
 def _as_static_tuple(value: Any) -> Any:
     """Floats and nested sequences (arrays) as hashable nested tuples."""
     if value is None or isinstance(value, numbers.Real):
@@ -383,10 +395,13 @@ class GaussianMixture:
             return self.block_size
         k, dim = self.num_components, x.shape[1]
         if self.covariance_type in ("full", "tied"):
-            width = k * dim
-        else:
-            width = 2 * dim + 3 * k
-        return default_block_size(x.shape[0], width)
+            return default_block_size(x.shape[0], k * dim)
+        # diag/spherical rows are narrow. On a 2-core x86 CPU (n = 1e5,
+        # D = K = 16) float32 ran twice as fast in blocks of ~2**22 elements
+        # as in cache-sized ones (10 vs 19 ms per iteration), while float64
+        # was 20% faster in cache-sized blocks (15.5 vs 19 ms).
+        target = 2**22 if x.dtype == jnp.float32 else 2**18
+        return default_block_size(x.shape[0], 2 * dim + 3 * k, cpu_target=target)
 
     def _prepare(self, params: GaussianMixtureParams) -> dict[str, Array]:
         """Per-parameter quantities the E-step needs, computed once per call."""
@@ -462,6 +477,18 @@ class GaussianMixture:
         """Statistics of a block from its (weighted) responsibilities ``(rows, K)``."""
         counts = jnp.sum(resp, axis=0)
         rows = jnp.asarray(x.shape[0], x.dtype)
+        if self.covariance_type in ("full", "tied") and _one_product_per_component(
+            self.num_components
+        ):
+            firsts, seconds = [], []
+            for k in range(self.num_components):
+                residual = x - centres[k]  # (rows, D)
+                weighted = resp[:, k, None] * residual
+                firsts.append(jnp.sum(weighted, axis=0))
+                seconds.append(weighted.T @ residual)
+            sum_x = jnp.stack(firsts)
+            sum_xx = jnp.stack(seconds) if self.covariance_type == "full" else sum(seconds)
+            return GaussianMixtureStats(counts, sum_x, sum_xx, rows)
         if self.covariance_type in ("full", "tied"):
             residual = x[None, :, :] - centres[:, None, :]  # (K, rows, D)
             weighted = resp.T[:, :, None] * residual
