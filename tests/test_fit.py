@@ -133,14 +133,15 @@ def test_max_iter_zero_returns_the_initialisation():
     )
 
 
+@pytest.mark.usefixtures("x64")
 def test_init_params_single_or_one_per_restart():
-    x = jnp.asarray(make_blobs(n=100, dtype=np.float32))
+    x = jnp.asarray(make_blobs(n=100))
     model = jaxem.GaussianMixture(K, init_method="random")
     keys = jax.random.split(jax.random.key(0), 3)
     starts = jax.vmap(lambda k: model.init(k, x))(keys)
     per_restart = jaxem.fit(model, x, key=jax.random.key(0), num_restarts=3, init_params=starts)
     generated = jaxem.fit(model, x, key=jax.random.key(0), num_restarts=3)
-    assert_trees_close(per_restart.restarts, generated.restarts, rtol=1e-6, atol=1e-6)
+    assert_trees_close(per_restart.restarts, generated.restarts, rtol=1e-9, atol=1e-9)
     single = jax.tree.map(lambda leaf: leaf[1], starts)
     shared = jaxem.fit(model, x, key=jax.random.key(5), num_restarts=3, init_params=single)
     np.testing.assert_allclose(shared.restarts.means[0], shared.restarts.means[2])
@@ -222,13 +223,15 @@ def test_nonfinite_parameters_stop_the_restart_and_keep_the_last_finite_ones():
     assert np.isfinite(result.log_likelihood)
 
 
-def test_auto_restart_batch_size_is_recorded_in_the_program():
-    """The automatic choice is a static option: vmap for small CPU problems."""
-    model = jaxem.GaussianMixture(2)
-    x = jnp.zeros((100, 2))
-    key = jax.random.key(0)
-    assert _driver._auto_restart_batch_size(model, x, key, 8) == 8
-    big = jnp.zeros((200_000, 16))
-    expected = 1 if jax.default_backend() == "cpu" else 8
-    assert _driver._auto_restart_batch_size(jaxem.GaussianMixture(16), big, key, 8) == expected
-    assert _driver._auto_restart_batch_size(model, x, key, 1) == 1
+def test_auto_restart_batch_size():
+    """The automatic choice is a static option, by backend, dtype and size."""
+    model = jaxem.GaussianMixture(8)
+    mid = jnp.zeros((20_000, 2), jnp.float32)  # n·params = 1.1e6
+    on_cpu = jax.default_backend() == "cpu"
+    assert _driver._auto_restart_batch_size(model, mid, 8) == 8
+    assert _driver._auto_restart_batch_size(model, mid, 1) == 1
+    big = jnp.zeros((200_000, 16), jnp.float32)
+    assert _driver._auto_restart_batch_size(model, big, 8) == (1 if on_cpu else 8)
+    with jax.enable_x64(True):
+        mid64 = jnp.zeros((20_000, 2), jnp.float64)
+        assert _driver._auto_restart_batch_size(model, mid64, 8) == (1 if on_cpu else 8)
