@@ -9,6 +9,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxem._numerics import num_rows
+
 Array = jax.Array
 
 
@@ -19,7 +21,8 @@ def bic(model, params: Any, x: Array) -> Array:
     Args:
       model: a model of the :class:`~jaxem.Model` contract.
       params: its parameters.
-      x: data with ``n`` observations along the leading axis.
+      x: data with ``n`` observations along the leading axis (an array, or a
+        tuple of arrays such as ``(inputs, targets)``).
 
     Returns:
       A scalar. Jitted with ``model`` static (compiles once per model and
@@ -36,14 +39,12 @@ def bic(model, params: Any, x: Array) -> Array:
       >>> min(range(3), key=scores.__getitem__) + 1  # two clusters of eruptions
       2
     """
-    x = jnp.asarray(x)
     log_lik = jnp.sum(model.log_prob(params, x))
-    return -2.0 * log_lik + model.num_parameters(params) * math.log(x.shape[0])
+    return -2.0 * log_lik + model.num_parameters(params) * math.log(num_rows(x))
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def aic(model, params: Any, x: Array) -> Array:
     """Akaike information criterion, ``−2 log p(x | θ) + 2p`` (lower is better)."""
-    x = jnp.asarray(x)
     log_lik = jnp.sum(model.log_prob(params, x))
     return -2.0 * log_lik + 2.0 * model.num_parameters(params)

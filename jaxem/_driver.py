@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxem._numerics import tree_all_finite
+from jaxem._numerics import num_rows, tree_all_finite
 from jaxem._validation import (
     as_float_array,
     check_finite,
@@ -140,6 +140,26 @@ class FitResult(NamedTuple):
 # ----------------------------------------------------------------- one step
 
 
+def _data_dtype(x: Any) -> Any:
+    """The floating dtype of the data (every leaf has it after the checks)."""
+    return jax.tree.leaves(x)[0].dtype
+
+
+def _m_step(model, stats, params, x, weights):
+    """The model's M-step; models whose M-step needs the data (GEM models,
+    whose ``Q`` is a sum over observations) declare ``m_step_uses_data``."""
+    if getattr(model, "m_step_uses_data", False):
+        return model.m_step(stats, params, x, weights)
+    return model.m_step(stats, params)
+
+
+def _params_finite(model, params) -> Array:
+    """Whether the fitted parameters are finite (``model.is_finite`` when the
+    params carry auxiliary state, such as a GEM optimizer's, that may hold inf)."""
+    is_finite = getattr(model, "is_finite", None)
+    return tree_all_finite(params) if is_finite is None else is_finite(params)
+
+
 def _objective(model, params, x, weights, total_weight):
     """E-step, and the monitored objective (mean log-lik + log prior / n)."""
     stats, log_lik = (
@@ -150,13 +170,13 @@ def _objective(model, params, x, weights, total_weight):
 
 def _total_weight(x: Array, weights: Array | None) -> Array:
     if weights is None:
-        return jnp.asarray(x.shape[0], x.dtype)
+        return jnp.asarray(num_rows(x), _data_dtype(x))
     return jnp.sum(weights)
 
 
 def _em_step(model, params, x, weights=None):
     stats, objective = _objective(model, params, x, weights, _total_weight(x, weights))
-    return model.m_step(stats, params), objective
+    return _m_step(model, stats, params, x, weights), objective
 
 
 def em_step(model, params: Params, x: Any, weights: Any = None) -> tuple[Params, Array]:
@@ -191,7 +211,7 @@ def em_step(model, params: Params, x: Any, weights: Any = None) -> tuple[Params,
     """
     x, weights = _check_data(model, x, weights)
     _check_params_shape(model, params, x, num_restarts=1, key=None)
-    params = _cast_floats(params, x.dtype)
+    params = _cast_floats(params, _data_dtype(x))
     return _jitted_em_step(model, params, x, weights)
 
 
@@ -217,11 +237,11 @@ def _iterate(
         started = state.evaluated
         params = lax.cond(
             started,
-            lambda: model.m_step(state.stats, state.params),
+            lambda: _m_step(model, state.stats, state.params, x, weights),
             lambda: state.params,
         )
         stats, objective = _objective(model, params, x, weights, total_weight)
-        finite = jnp.isfinite(objective) & tree_all_finite(params)
+        finite = jnp.isfinite(objective) & _params_finite(model, params)
         keep = lambda new, old: jnp.where(finite, new, old)
         change = objective - state.log_likelihood
         scale = jnp.maximum(1.0, jnp.abs(objective))
@@ -280,7 +300,7 @@ def _fit(
     callback: Callable | None,
     callback_every: int,
 ) -> FitResult:
-    dtype = x.dtype
+    dtype = _data_dtype(x)
     total_weight = _total_weight(x, weights)
     tol = jnp.asarray(tol, dtype)
     decrease_tol = max(DECREASE_TOLERANCE, 1e3 * float(jnp.finfo(dtype).eps))
@@ -354,7 +374,7 @@ def _fit(
     best = jnp.argmax(ranked)
     best_params = jax.tree.map(lambda leaf: leaf[best], states.params)
 
-    finite_x = jnp.all(jnp.isfinite(x))
+    finite_x = tree_all_finite(x)
     if weights is None:
         invalid = ~finite_x
     else:
@@ -500,14 +520,41 @@ def fit(
 
 
 def _check_data(model, x, weights):
-    x = as_float_array(x, "x")
+    """Data as floating arrays (an array, or a *tuple* of arrays with a common
+    leading axis, such as ``(inputs, targets)``), checked by the model, free of
+    NaN/inf; weights checked against the number of rows."""
+    if isinstance(x, tuple):  # (a list is one array: rows of numbers, as numpy reads it)
+        if not x:
+            raise ValueError("x is an empty tuple; pass an array or a tuple of arrays")
+        leaves = [as_float_array(leaf, f"x[{i}]") for i, leaf in enumerate(x)]
+        dtype = jnp.result_type(*leaves)
+        leaves = [leaf.astype(dtype) for leaf in leaves]
+        for i, leaf in enumerate(leaves):
+            if leaf.ndim == 0:
+                raise ValueError(f"x[{i}] must have a leading observation axis; got a scalar")
+            if leaf.shape[0] != leaves[0].shape[0]:
+                raise ValueError(
+                    f"x[{i}] has {leaf.shape[0]} rows but x[0] has {leaves[0].shape[0]}: every "
+                    "array in x needs one row per observation"
+                )
+        x = tuple(leaves)
+        names = [f"x[{i}]" for i in range(len(leaves))]
+    else:
+        x = as_float_array(x, "x")
+        leaves, names = [x], ["x"]
     check_data = getattr(model, "check_data", None)
     if check_data is not None:
         check_data(x)
-    check_finite(x, "x")
+    for leaf, name in zip(leaves, names, strict=True):
+        check_finite(leaf, name)
     if weights is not None:
-        weights = check_weights(weights, x.shape[0], x.dtype)
+        weights = check_weights(weights, num_rows(x), _data_dtype(x))
     return x, weights
+
+
+def _shape_of(x: Any) -> Any:
+    """Hashable shapes and dtypes of the data (an array or a tuple of arrays)."""
+    return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), x)
 
 
 def _cast_floats(tree, dtype):
@@ -519,7 +566,7 @@ def _cast_floats(tree, dtype):
 
 
 @functools.lru_cache(maxsize=256)
-def _init_shapes(model, x: jax.ShapeDtypeStruct):
+def _init_shapes(model, x: Any):
     """Shapes and dtypes of ``model.init``'s parameters for data like ``x``
     (traced once per model and data shape, not per call)."""
     return jax.eval_shape(model.init, jax.random.key(0), x)
@@ -529,7 +576,7 @@ def _check_params_shape(model, params, x, num_restarts, key):
     """Check ``params`` against what ``model.init`` would return; broadcast or
     validate a leading restart axis. Returns params of ``x``'s dtype (batched
     over restarts when ``key`` is given, as ``fit`` needs)."""
-    expected = _init_shapes(model, jax.ShapeDtypeStruct(x.shape, x.dtype))
+    expected = _init_shapes(model, _shape_of(x))
     expected_leaves, expected_tree = jax.tree.flatten(expected)
     leaves, tree = jax.tree.flatten(params)
     check_params = getattr(model, "check_params", None)
@@ -552,7 +599,7 @@ def _check_params_shape(model, params, x, num_restarts, key):
             f"params leaf has shape {mismatch[0]}, expected {mismatch[1]} "
             f"(or ({num_restarts}, ...) for one set per restart)"
         )
-    params = _cast_floats(params, x.dtype)
+    params = _cast_floats(params, _data_dtype(x))
     if check_params is not None:
         if single:
             check_params(params, x)
@@ -580,10 +627,9 @@ def _auto_restart_batch_size(model, x, num_restarts) -> int:
         return 1
     if jax.default_backend() != "cpu":
         return num_restarts
-    expected = _init_shapes(model, jax.ShapeDtypeStruct(x.shape, x.dtype))
+    expected = _init_shapes(model, _shape_of(x))
     param_size = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(expected))
-    rows = x.shape[0] if x.ndim else 1
-    work = rows * param_size
-    if x.dtype == jnp.float32 and 1e5 <= work <= 1.5e6:
+    work = num_rows(x) * param_size
+    if _data_dtype(x) == jnp.float32 and 1e5 <= work <= 1.5e6:
         return num_restarts
     return 1

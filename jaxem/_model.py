@@ -33,6 +33,16 @@ class Model(Protocol):
     - ``diagnose(stats, params)``: a mapping of boolean arrays describing
       value-dependent problems (e.g. ``"collapsed"``: components that lost all
       their mass), reported on the fit's result.
+    - ``is_finite(params)``: a scalar boolean, whether the fitted parameters
+      are finite (default: every leaf); models whose params carry auxiliary
+      state that may hold inf (a GEM optimizer's line-search state) define it.
+    - ``m_step_uses_data = True`` (a class attribute): the M-step needs the
+      data, and the driver calls ``m_step(stats, params, x, weights)``. GEM
+      models, whose ``Q`` is a sum over observations of a function of
+      ``θ`` with the posterior held fixed, use it.
+
+    Data ``x`` is an ``(n, D)`` array, or a tuple of arrays with a common
+    leading axis ``n`` (e.g. ``(inputs, targets)`` for regressions).
     """
 
     def init(self, key: Array, x: Array) -> Params:

@@ -123,71 +123,78 @@ def default_block_size(num_rows: int, row_width: int, cpu_target: int = 2**18) -
     return int(min(num_rows, rows))
 
 
+def num_rows(data: Any) -> int:
+    """The common leading length of an array, or of a pytree of arrays."""
+    return jax.tree.leaves(data)[0].shape[0]
+
+
+def _rows(data: Any, start: Any, size: int) -> Any:
+    """Rows ``start : start + size`` of every leaf of ``data`` (``None`` stays)."""
+    return jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, start, size, axis=0), data)
+
+
 def sum_over_blocks(
     fn: Callable[..., Any],
-    arrays: tuple[Array | None, ...],
+    arrays: tuple[Any, ...],
     block_size: int,
 ) -> Any:
     """``Σ_b fn(*block_b)`` over row blocks of ``arrays``, without a Python loop.
 
     The blocks are visited with ``lax.scan`` (plus one statically-shaped
     remainder block), so temporaries are ``O(block_size)`` rows, whatever the
-    number of rows. ``None`` entries of ``arrays`` are passed through as
-    ``None``.
+    number of rows. Each entry of ``arrays`` is an array, a pytree of arrays
+    (e.g. ``(inputs, targets)``) or ``None`` (passed through as ``None``).
 
     Args:
       fn: maps blocks (arrays of the same leading length) to a pytree of
         arrays whose values add up across blocks.
-      arrays: arrays with a common leading axis ``n`` (or ``None``).
+      arrays: arrays or pytrees with a common leading axis ``n`` (or ``None``).
       block_size: rows per block (static).
 
     Returns:
       The sum over blocks of ``fn``'s output pytree.
     """
-    present = [a for a in arrays if a is not None]
-    num_rows = present[0].shape[0]
-    if block_size >= num_rows:
+    total_rows = num_rows(arrays)
+    if block_size >= total_rows:
         return fn(*arrays)
-    num_full = num_rows // block_size
-
-    def block(start: Any, size: int) -> tuple[Array | None, ...]:
-        return tuple(
-            None if a is None else lax.dynamic_slice_in_dim(a, start, size, axis=0) for a in arrays
-        )
+    num_full = total_rows // block_size
 
     def body(total: Any, index: Array) -> tuple[Any, None]:
-        out = fn(*block(index * block_size, block_size))
+        out = fn(*_rows(arrays, index * block_size, block_size))
         return jax.tree.map(jnp.add, total, out), None
 
-    first = fn(*block(0, block_size))
+    first = fn(*_rows(arrays, 0, block_size))
     total, _ = lax.scan(body, first, jnp.arange(1, num_full))
-    remainder = num_rows - num_full * block_size
-    if remainder:
-        tail = fn(*(None if a is None else a[num_full * block_size :] for a in arrays))
+    split = num_full * block_size
+    if split < total_rows:
+        tail = fn(*jax.tree.map(lambda a: a[split:], arrays))
         total = jax.tree.map(jnp.add, total, tail)
     return total
 
 
 def map_over_blocks(
     fn: Callable[..., Array],
-    arrays: tuple[Array, ...],
+    arrays: tuple[Any, ...],
     block_size: int,
 ) -> Array:
     """``concatenate([fn(*block_b) for b])`` over row blocks, with ``lax.map``.
 
     ``fn`` returns an array with the block's leading length; the result has
     ``n`` rows. Temporaries inside ``fn`` are bounded by ``block_size`` rows.
+    Entries of ``arrays`` may be pytrees of arrays with a common leading axis.
     """
-    num_rows = arrays[0].shape[0]
-    if block_size >= num_rows:
+    total_rows = num_rows(arrays)
+    if block_size >= total_rows:
         return fn(*arrays)
-    num_full = num_rows // block_size
+    num_full = total_rows // block_size
     split = num_full * block_size
-    heads = tuple(a[:split].reshape((num_full, block_size, *a.shape[1:])) for a in arrays)
+    heads = jax.tree.map(
+        lambda a: a[:split].reshape((num_full, block_size, *a.shape[1:])), arrays
+    )
     out = lax.map(lambda blocks: fn(*blocks), heads)
     out = out.reshape((split, *out.shape[2:]))
-    if split < num_rows:
-        out = jnp.concatenate([out, fn(*(a[split:] for a in arrays))], axis=0)
+    if split < total_rows:
+        out = jnp.concatenate([out, fn(*jax.tree.map(lambda a: a[split:], arrays))], axis=0)
     return out
 
 

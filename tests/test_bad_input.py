@@ -37,6 +37,7 @@ DATA_CASES = [
     (np.array([["a", "b"], ["c", "d"]]), TypeError, r"numeric array; got dtype <U1"),
     (X.astype(np.complex64), TypeError, r"real-valued; got dtype complex64"),
     ([[1.0, 2.0], [3.0]], TypeError, r"numeric array"),
+    ((X, X), TypeError, r"Gaussian components take one \(n, D\) array x; got tuple"),
 ]
 
 
@@ -44,6 +45,46 @@ DATA_CASES = [
 def test_bad_data(x, error, message):
     with pytest.raises(error, match=message):
         jaxem.fit(MODEL, x, key=KEY)
+
+
+def test_a_list_of_rows_is_one_array_not_a_tuple_of_arrays():
+    result = jaxem.fit(MODEL, X.tolist(), key=KEY, max_iter=2)
+    assert result.params.means.shape == (2, 2)
+
+
+class _TupleModel:
+    """Accepts any data: lets the driver's own checks of tuple data show."""
+
+    def check_data(self, x):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("x", "message"),
+    [
+        ((), r"x is an empty tuple"),
+        ((np.zeros((5, 2)), np.zeros(4)), r"x\[1\] has 4 rows but x\[0\] has 5: every array"),
+        ((np.zeros((5, 2)), np.float32(1.0)), r"x\[1\] must have a leading observation axis"),
+        (
+            (np.zeros((5, 2)), np.array([0.0, np.nan, 1.0, 2.0, 3.0])),
+            r"x\[1\] contains 1 non-finite.*x\[1\]\[1\] = nan",
+        ),
+    ],
+)
+def test_bad_tuple_data(x, message):
+    from jaxem import _driver
+
+    with pytest.raises(ValueError, match=message):
+        _driver._check_data(_TupleModel(), x, None)
+
+
+def test_tuple_data_weights_are_checked_against_the_rows():
+    from jaxem import _driver
+
+    with pytest.raises(ValueError, match=r"weights must have shape \(n,\) = \(5,\)"):
+        _driver._check_data(_TupleModel(), (np.zeros((5, 2)), np.zeros(5)), np.ones(4))
+    x, _ = _driver._check_data(_TupleModel(), (np.zeros((5, 2), np.float32), np.arange(5)), None)
+    assert [leaf.dtype for leaf in x] == [jnp.float32, jnp.float32]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import jaxem
 import jaxem.estimators
 import jaxem.models
 
-PUBLIC_MODULES = [jaxem, jaxem.models, jaxem.estimators]
+PUBLIC_MODULES = [jaxem, jaxem.gem, jaxem.models, jaxem.estimators]
 
 
 @pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda m: m.__name__)
