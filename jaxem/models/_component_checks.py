@@ -1,0 +1,166 @@
+"""Checks and numerics shared by the one-array component families
+(:class:`~jaxem.Bernoulli`, :class:`~jaxem.Categorical`, :class:`~jaxem.Poisson`,
+:class:`~jaxem.Exponential`): data of shape ``(n, D)``, parameters of shape
+``(K, D)``, and prior hyperparameters given as static numbers.
+
+Value checks run only on concrete arrays (eagerly, before anything is traced);
+under a user's ``jit``/``vmap`` only shapes are checked.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxem._validation import is_concrete
+
+Array = jax.Array
+
+
+# --------------------------------------------------------------------- data
+
+
+def check_matrix_data(x: Any, family: str) -> None:
+    """Raise unless ``x`` is one array of shape ``(n, D)`` with ``D >= 1``.
+
+    Raises:
+      TypeError: ``x`` is not an array (e.g. a tuple of arrays).
+      ValueError: ``x`` is not 2-D, or has no features.
+    """
+    if isinstance(x, (tuple, list)) or not hasattr(x, "ndim"):
+        raise TypeError(f"{family} components take one (n, D) array x; got {type(x).__name__}")
+    if x.ndim != 2:
+        hint = " (for one feature, reshape with x[:, None])" if x.ndim == 1 else ""
+        raise ValueError(f"x must be a 2-D array of shape (n, D); got shape {tuple(x.shape)}{hint}")
+    if x.shape[1] < 1:
+        raise ValueError(f"x must have at least one feature; got shape {tuple(x.shape)}")
+
+
+def check_data_values(
+    x: Any,
+    bad_fn: Callable[[Array], Array],
+    family: str,
+    requirement: str,
+    description: str,
+) -> None:
+    """Raise ``ValueError`` if ``bad_fn(x)`` flags any finite entry of a
+    concrete ``x``, naming how many and the first (NaN and inf are left to
+    the driver's finiteness check, which says so by name)."""
+    if not is_concrete(x) or x.size == 0:
+        return
+    x = jnp.asarray(x)
+    bad = jnp.isfinite(x) & bad_fn(x)
+    if not bool(jnp.any(bad)):
+        return
+    where = np.argwhere(np.asarray(bad))
+    first = tuple(int(i) for i in where[0])
+    value = np.asarray(x)[first]
+    index = ", ".join(str(i) for i in first)
+    raise ValueError(
+        f"{family} data must be {requirement}; x has {len(where)} {description} value(s), "
+        f"the first is x[{index}] = {value}"
+    )
+
+
+def check_count_data(x: Any, family: str) -> None:
+    """Raise ``ValueError`` for negative or non-integer entries of a concrete ``x``."""
+    requirement = "non-negative integer counts"
+    check_data_values(x, lambda a: a < 0, family, requirement, "negative")
+    check_data_values(x, lambda a: a != jnp.round(a), family, requirement, "non-integer")
+
+
+# --------------------------------------------------------------- parameters
+
+
+def check_params_type(params: Any, expected: type) -> None:
+    if not isinstance(params, expected):
+        raise TypeError(f"params must be a {expected.__name__}; got {type(params).__name__}")
+
+
+def check_param_shape(value: Any, name: str, num_components: int, x: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` has shape ``(K, D)``."""
+    shape = (num_components, x.shape[-1])
+    got = tuple(jnp.shape(value))
+    if got != shape:
+        raise ValueError(
+            f"params.{name} must have shape (K, D) = {shape} for num_components="
+            f"{num_components} and D={x.shape[-1]}; got {got}"
+        )
+
+
+def check_param_values(
+    value: Any, name: str, valid_fn: Callable[[np.ndarray], np.ndarray], requirement: str
+) -> None:
+    """For a concrete ``value``: raise ``ValueError`` if it holds NaN or inf,
+    or entries where ``valid_fn`` is false (naming how many and the first)."""
+    if not is_concrete(value):
+        return
+    array = np.asarray(value, dtype=float)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"params.{name} contains NaN or inf")
+    where = np.argwhere(~valid_fn(array))
+    if where.size:
+        first = tuple(int(i) for i in where[0])
+        index = ", ".join(str(i) for i in first)
+        raise ValueError(
+            f"params.{name} must be {requirement}; {len(where)} value(s) are not, "
+            f"the first is params.{name}[{index}] = {array[first]}"
+        )
+
+
+# ------------------------------------------------------------------- priors
+
+
+def check_prior_number(
+    owner: str, name: str, value: Any, minimum: float, inclusive: bool
+) -> float | None:
+    """A prior hyperparameter as a float (``None`` stays ``None``).
+
+    Raises:
+      TypeError: not a real number.
+      ValueError: not finite, or below ``minimum`` (or equal to it, when not
+        ``inclusive``).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}.{name} must be a number or None; got {value!r}")
+    value = float(value)
+    ok = value >= minimum if inclusive else value > minimum
+    if not (ok and math.isfinite(value)):
+        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+        raise ValueError(f"{owner}.{name} must be a finite number {bound}; got {value}")
+    return value
+
+
+def check_prior_pair(owner: str, names: tuple[str, str], values: tuple[Any, Any]) -> None:
+    """Raise ``ValueError`` unless both or neither of two hyperparameters are set."""
+    if (values[0] is None) != (values[1] is None):
+        given, missing = names if values[1] is None else names[::-1]
+        raise ValueError(
+            f"{owner}: {given} is set but {missing} is None; give both {names[0]} and "
+            f"{names[1]} for a prior, or neither for maximum likelihood"
+        )
+
+
+def gamma_log_density(values: Array, shape: float, rate: float) -> Array:
+    """``Σ log Gamma(values | shape, rate)`` (rate parametrisation), a scalar."""
+    log_normalizer = shape * math.log(rate) - math.lgamma(shape)
+    return jnp.sum(log_normalizer + (shape - 1.0) * jnp.log(values) - rate * values)
+
+
+def clip_rates(rates: Array) -> Array:
+    """Rates clipped to ``[√tiny, 1/√tiny]`` of their dtype (about ``1e-19``
+    to ``1e19`` in float32), so that ``log λ`` and ``λ x`` stay finite.
+
+    Clipping a concave one-dimensional objective's maximiser to an interval
+    gives the maximiser over that interval, so EM stays monotone.
+    """
+    floor = math.sqrt(float(jnp.finfo(rates.dtype).tiny))
+    return jnp.clip(rates, floor, 1.0 / floor)
