@@ -41,6 +41,18 @@ def log_normalize(logits: Array, axis: int = -1) -> tuple[Array, Array]:
     return log_normalizer, unnormalized / total
 
 
+def exact_matmul(a: Array, b: Array) -> Array:
+    """``a @ b`` with full-precision float32 products.
+
+    GPUs and TPUs round float32 matmul inputs to TF32/bfloat16 by default,
+    which is too coarse for log-likelihoods and sufficient statistics (on an
+    H200 it broke monotone EM for count mixtures and cost 2% of a diagonal
+    Gaussian's log-likelihood on badly scaled data). Used for the cheap,
+    narrow products of the E-step; a no-op on CPUs.
+    """
+    return jnp.matmul(a, b, precision=lax.Precision.HIGHEST)
+
+
 def add_to_diagonal(matrices: Array, value: Array | float) -> Array:
     """``matrices + value * I`` for a ``(..., D, D)`` stack."""
     dim = matrices.shape[-1]
@@ -188,9 +200,7 @@ def map_over_blocks(
         return fn(*arrays)
     num_full = total_rows // block_size
     split = num_full * block_size
-    heads = jax.tree.map(
-        lambda a: a[:split].reshape((num_full, block_size, *a.shape[1:])), arrays
-    )
+    heads = jax.tree.map(lambda a: a[:split].reshape((num_full, block_size, *a.shape[1:])), arrays)
     out = lax.map(lambda blocks: fn(*blocks), heads)
     out = out.reshape((split, *out.shape[2:]))
     if split < total_rows:

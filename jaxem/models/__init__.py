@@ -2,6 +2,15 @@
 
 from jaxem.models._bernoulli import Bernoulli, BernoulliParams, BernoulliStats
 from jaxem.models._categorical import Categorical, CategoricalParams, CategoricalStats
+from jaxem.models._experts import (
+    MixtureOfExperts,
+    MixtureOfExpertsOptimizerState,
+    MixtureOfExpertsParams,
+    MixtureOfExpertsStats,
+    MixtureOfLogisticRegressions,
+    MixtureOfLogisticRegressionsParams,
+    MixtureOfLogisticRegressionsStats,
+)
 from jaxem.models._exponential import Exponential, ExponentialParams, ExponentialStats
 from jaxem.models._gaussian import (
     Gaussian,
@@ -59,6 +68,13 @@ __all__ = [
     "LogJointParams",
     "LogJointStats",
     "Mixture",
+    "MixtureOfExperts",
+    "MixtureOfExpertsOptimizerState",
+    "MixtureOfExpertsParams",
+    "MixtureOfExpertsStats",
+    "MixtureOfLogisticRegressions",
+    "MixtureOfLogisticRegressionsParams",
+    "MixtureOfLogisticRegressionsStats",
     "MixtureParams",
     "MixtureStats",
     "Poisson",

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxem._numerics import exact_matmul
 from jaxem.models._component_checks import (
     check_data_values,
     check_matrix_data,
@@ -128,11 +129,11 @@ class Bernoulli:
     def log_likelihoods(self, prepared: tuple[Array, Array], x: Array) -> Array:
         """``log p(x_i | k)`` for a block of rows ``(rows, D)``: ``(rows, K)``."""
         logits, constant = prepared
-        return x @ logits + constant
+        return exact_matmul(x, logits) + constant
 
     def statistics(self, x: Array, resp: Array, params: BernoulliParams) -> BernoulliStats:
         """``Σ_i r_ik x_i`` ``(K, D)`` from weighted responsibilities ``(rows, K)``."""
-        return BernoulliStats(resp.T @ x)
+        return BernoulliStats(exact_matmul(resp.T, x))
 
     def maximize(
         self, stats: BernoulliStats, counts: Array, params: BernoulliParams | None

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
+from jaxem._numerics import exact_matmul
 from jaxem._validation import is_concrete
 from jaxem.models._component_checks import (
     check_count_data,
@@ -147,11 +148,11 @@ class Categorical:
         """Multinomial ``log p(x_i | k)`` for a block of rows ``(rows, D)``:
         ``(rows, K)``."""
         log_coefficient = gammaln(jnp.sum(x, axis=1) + 1.0) - jnp.sum(gammaln(x + 1.0), axis=1)
-        return x @ prepared + log_coefficient[:, None]
+        return exact_matmul(x, prepared) + log_coefficient[:, None]
 
     def statistics(self, x: Array, resp: Array, params: CategoricalParams) -> CategoricalStats:
         """``Σ_i r_ik x_i`` ``(K, D)`` from weighted responsibilities ``(rows, K)``."""
-        return CategoricalStats(resp.T @ x)
+        return CategoricalStats(exact_matmul(resp.T, x))
 
     def maximize(
         self, stats: CategoricalStats, counts: Array, params: CategoricalParams | None

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxem._numerics import exact_matmul
 from jaxem.models._component_checks import (
     check_data_values,
     check_matrix_data,
@@ -126,11 +127,11 @@ class Exponential:
     def log_likelihoods(self, prepared: tuple[Array, Array], x: Array) -> Array:
         """``log p(x_i | k)`` for a block of rows ``(rows, D)``: ``(rows, K)``."""
         rates, log_rates = prepared
-        return log_rates - x @ rates
+        return log_rates - exact_matmul(x, rates)
 
     def statistics(self, x: Array, resp: Array, params: ExponentialParams) -> ExponentialStats:
         """``Σ_i r_ik x_i`` ``(K, D)`` from weighted responsibilities ``(rows, K)``."""
-        return ExponentialStats(resp.T @ x)
+        return ExponentialStats(exact_matmul(resp.T, x))
 
     def maximize(
         self, stats: ExponentialStats, counts: Array, params: ExponentialParams | None

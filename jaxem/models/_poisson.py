@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import gammaln
 
+from jaxem._numerics import exact_matmul
 from jaxem.models._component_checks import (
     check_count_data,
     check_matrix_data,
@@ -122,11 +123,11 @@ class Poisson:
         """``log p(x_i | k)`` for a block of rows ``(rows, D)``: ``(rows, K)``."""
         log_rates, total_rates = prepared
         log_factorials = jnp.sum(gammaln(x + 1.0), axis=1)
-        return x @ log_rates - total_rates - log_factorials[:, None]
+        return exact_matmul(x, log_rates) - total_rates - log_factorials[:, None]
 
     def statistics(self, x: Array, resp: Array, params: PoissonParams) -> PoissonStats:
         """``Σ_i r_ik x_i`` ``(K, D)`` from weighted responsibilities ``(rows, K)``."""
-        return PoissonStats(resp.T @ x)
+        return PoissonStats(exact_matmul(resp.T, x))
 
     def maximize(
         self, stats: PoissonStats, counts: Array, params: PoissonParams | None
