@@ -36,3 +36,18 @@ def make_blobs(
 @pytest.fixture
 def blobs() -> np.ndarray:
     return make_blobs()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    Every XLA CPU executable keeps its own memory mappings; the whole suite
+    compiles several hundred programs, which exceeded Linux's default limit of
+    65 530 mappings per process (``vm.max_map_count``) and made LLVM fail
+    with "Cannot allocate memory" at 5 GB resident. Tests that count
+    recompilations do so within one module, so clearing between modules
+    changes nothing they observe.
+    """
+    yield
+    jax.clear_caches()
