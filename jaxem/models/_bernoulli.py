@@ -19,6 +19,7 @@ from jaxem.models._component_checks import (
     check_params_type,
     check_prior_number,
     check_prior_pair,
+    maximize_responsibilities,
 )
 
 Array = jax.Array
@@ -151,9 +152,7 @@ class Bernoulli:
 
     def initialize(self, x: Array, resp: Array, weights: Array | None) -> BernoulliParams:
         """The M-step from unweighted responsibilities ``(n, K)``."""
-        weighted = resp if weights is None else resp * weights[:, None]
-        counts = jnp.sum(weighted, axis=0) + 10.0 * jnp.finfo(x.dtype).eps
-        return self.maximize(self.statistics(x, weighted, None), counts, None)
+        return maximize_responsibilities(self, x, resp, weights)
 
     def log_prior(self, params: BernoulliParams) -> Array:
         """``Σ_kd log Beta(p_kd | a, b)`` (``0.0`` without a prior)."""

@@ -21,6 +21,7 @@ from jaxem.models._component_checks import (
     check_param_values,
     check_params_type,
     check_prior_number,
+    maximize_responsibilities,
 )
 
 Array = jax.Array
@@ -170,9 +171,7 @@ class Categorical:
 
     def initialize(self, x: Array, resp: Array, weights: Array | None) -> CategoricalParams:
         """The M-step from unweighted responsibilities ``(n, K)``."""
-        weighted = resp if weights is None else resp * weights[:, None]
-        counts = jnp.sum(weighted, axis=0)
-        return self.maximize(self.statistics(x, weighted, None), counts, None)
+        return maximize_responsibilities(self, x, resp, weights)
 
     def log_prior(self, params: CategoricalParams) -> Array:
         """``Σ_k log Dirichlet(p_k | α)`` (``0.0`` without a prior)."""

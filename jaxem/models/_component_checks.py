@@ -75,6 +75,18 @@ def check_count_data(x: Any, family: str) -> None:
     check_data_values(x, lambda a: a != jnp.round(a), family, requirement, "non-integer")
 
 
+# ----------------------------------------------------------- initialisation
+
+
+def maximize_responsibilities(component: Any, x: Array, resp: Array, weights: Array | None) -> Any:
+    """A closed-form component's parameters from unweighted responsibilities
+    ``(n, K)``: its statistics (which need no old parameters) and its M-step,
+    with the counts offset by ``10 eps`` as :meth:`jaxem.Mixture.m_step` does."""
+    weighted = resp if weights is None else resp * weights[:, None]
+    counts = jnp.sum(weighted, axis=0) + 10.0 * jnp.finfo(x.dtype).eps
+    return component.maximize(component.statistics(x, weighted, None), counts, None)
+
+
 # --------------------------------------------------------------- parameters
 
 

@@ -21,6 +21,7 @@ from jaxem.models._component_checks import (
     check_prior_pair,
     clip_rates,
     gamma_log_density,
+    maximize_responsibilities,
 )
 
 Array = jax.Array
@@ -143,9 +144,7 @@ class Poisson:
 
     def initialize(self, x: Array, resp: Array, weights: Array | None) -> PoissonParams:
         """The M-step from unweighted responsibilities ``(n, K)``."""
-        weighted = resp if weights is None else resp * weights[:, None]
-        counts = jnp.sum(weighted, axis=0) + 10.0 * jnp.finfo(x.dtype).eps
-        return self.maximize(self.statistics(x, weighted, None), counts, None)
+        return maximize_responsibilities(self, x, resp, weights)
 
     def log_prior(self, params: PoissonParams) -> Array:
         """``Σ_kd log Gamma(λ_kd | α, β)`` (``0.0`` without a prior)."""
