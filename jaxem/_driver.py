@@ -10,6 +10,7 @@ separate fits with the same keys return.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -19,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from jaxem._numerics import num_rows, tree_all_finite
+from jaxem._numerics import num_rows, sum_over_blocks, tree_all_finite
 from jaxem._validation import (
     as_float_array,
     check_finite,
@@ -39,6 +41,23 @@ Params = Any
 # reg_covar · tr(Σ⁻¹) / 2 per observation (1e-7 relative for standardised
 # data and the default 1e-6), also below it. Float32 uses 1000 eps instead.
 DECREASE_TOLERANCE = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How the E-step is distributed (static: part of the compiled program).
+
+    Attributes:
+      chunk_size: rows per chunk of the E-step (``None``: all at once).
+      mesh: a device mesh; observations are sharded over ``data_axes``.
+      data_axes: the mesh axes the observation axis is split over.
+      restart_axis: the mesh axis the restarts are split over (or ``None``).
+    """
+
+    chunk_size: int | None = None
+    mesh: Mesh | None = None
+    data_axes: tuple[str, ...] = ()
+    restart_axis: str | None = None
 
 
 class EMState(NamedTuple):
@@ -160,11 +179,73 @@ def _params_finite(model, params) -> Array:
     return tree_all_finite(params) if is_finite is None else is_finite(params)
 
 
-def _objective(model, params, x, weights, total_weight):
-    """E-step, and the monitored objective (mean log-lik + log prior / n)."""
-    stats, log_lik = (
-        model.e_step(params, x) if weights is None else model.e_step(params, x, weights)
+def _model_e_step(model, params, x, weights):
+    return model.e_step(params, x) if weights is None else model.e_step(params, x, weights)
+
+
+def stats_per_observation(model) -> bool:
+    """Whether ``model``'s statistics have one row per observation (leading
+    axis ``n``) and concatenate across pieces of the data instead of adding
+    (GEM models whose statistics are the responsibilities)."""
+    return bool(getattr(model, "stats_per_observation", False))
+
+
+def _chunked_e_step(model, params, x, weights, chunk_size: int | None):
+    """``model.e_step`` over chunks of ``chunk_size`` rows (``lax.scan``, plus
+    one statically-shaped remainder): additive statistics and log-likelihoods
+    are summed, per-observation statistics concatenated. Temporaries are
+    bounded by the chunk."""
+    rows = num_rows(x)
+    one = lambda x, w: _model_e_step(model, params, x, w)  # noqa: E731
+    if chunk_size is None or chunk_size >= rows:
+        return one(x, weights)
+    if not stats_per_observation(model):
+        return sum_over_blocks(one, (x, weights), chunk_size)
+    num_full = rows // chunk_size
+    split = num_full * chunk_size
+    heads = jax.tree.map(
+        lambda a: a[:split].reshape((num_full, chunk_size, *a.shape[1:])), (x, weights)
     )
+    stats, log_lik = lax.map(lambda pair: one(*pair), heads)
+    stats = jax.tree.map(lambda a: a.reshape((split, *a.shape[2:])), stats)
+    log_lik = jnp.sum(log_lik)
+    if split < rows:
+        tail_stats, tail_log_lik = one(*jax.tree.map(lambda a: a[split:], (x, weights)))
+        stats = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), stats, tail_stats)
+        log_lik = log_lik + tail_log_lik
+    return stats, log_lik
+
+
+def _e_step(model, params, x, weights, plan: Plan):
+    """The E-step as ``plan`` distributes it: in chunks, and with a mesh,
+    each device on its own rows with the statistics summed across devices
+    (``shard_map`` + ``psum``; per-observation statistics stay sharded)."""
+    if plan.mesh is None:
+        return _chunked_e_step(model, params, x, weights, plan.chunk_size)
+    axes = plan.data_axes
+    per_observation = stats_per_observation(model)
+
+    def local(params, x, weights):
+        stats, log_lik = _chunked_e_step(model, params, x, weights, plan.chunk_size)
+        if not per_observation:
+            stats = lax.psum(stats, axes)
+        return stats, lax.psum(log_lik, axes)
+
+    rows = PartitionSpec(axes)
+    return jax.shard_map(
+        local,
+        mesh=plan.mesh,
+        in_specs=(PartitionSpec(), rows, rows),
+        out_specs=(rows if per_observation else PartitionSpec(), PartitionSpec()),
+        # (the replication checker rejects restarts batched over a mesh axis
+        # around this map; the psums above make the outputs replicated)
+        check_vma=False,
+    )(params, x, weights)
+
+
+def _objective(model, params, x, weights, total_weight, plan: Plan = None):
+    """E-step, and the monitored objective (mean log-lik + log prior / n)."""
+    stats, log_lik = _e_step(model, params, x, weights, plan or Plan())
     return stats, (log_lik + model.log_prior(params)) / total_weight
 
 
@@ -174,12 +255,15 @@ def _total_weight(x: Array, weights: Array | None) -> Array:
     return jnp.sum(weights)
 
 
-def _em_step(model, params, x, weights=None):
-    stats, objective = _objective(model, params, x, weights, _total_weight(x, weights))
+def _em_step(model, params, x, weights=None, chunk_size=None):
+    total_weight = _total_weight(x, weights)
+    stats, objective = _objective(model, params, x, weights, total_weight, Plan(chunk_size))
     return _m_step(model, stats, params, x, weights), objective
 
 
-def em_step(model, params: Params, x: Any, weights: Any = None) -> tuple[Params, Array]:
+def em_step(
+    model, params: Params, x: Any, weights: Any = None, *, chunk_size: int | None = None
+) -> tuple[Params, Array]:
     """One pure EM iteration: an E-step under ``params``, then the M-step.
 
     Jitted with ``model`` static: compiles once per model and shapes.
@@ -189,6 +273,8 @@ def em_step(model, params: Params, x: Any, weights: Any = None) -> tuple[Params,
       params: current parameters.
       x: data, e.g. ``(n, D)``.
       weights: optional per-observation weights, ``(n,)``.
+      chunk_size: run the E-step over chunks of this many rows and add their
+        statistics (the same step; memory bounded by the chunk).
 
     Returns:
       ``(new_params, log_likelihood)``: the updated parameters, and the mean
@@ -210,16 +296,56 @@ def em_step(model, params: Params, x: Any, weights: Any = None) -> tuple[Params,
       True
     """
     x, weights = _check_data(model, x, weights)
+    chunk_size = _check_chunk_size(chunk_size)
     _check_params_shape(model, params, x, num_restarts=1, key=None)
     params = _cast_floats(params, _data_dtype(x))
-    return _jitted_em_step(model, params, x, weights)
+    return _jitted_em_step(model, params, x, weights, chunk_size)
 
 
-_jitted_em_step = jax.jit(_em_step, static_argnums=0)
+_jitted_em_step = jax.jit(_em_step, static_argnums=(0, 4))
+
+
+def _propose(model, state: EMState, x, weights) -> Params:
+    """The M-step from the carried statistics (none before the first E-step)."""
+    return lax.cond(
+        state.evaluated,
+        lambda: _m_step(model, state.stats, state.params, x, weights),
+        lambda: state.params,
+    )
+
+
+def _accept(
+    model, state: EMState, params, stats, objective, tol, decrease_tol, max_iter
+) -> EMState:
+    """Book-keeping after the E-step under the proposed ``params``: keep them
+    if finite, record the history, test convergence (scikit-learn's rule)."""
+    started = state.evaluated
+    finite = jnp.isfinite(objective) & _params_finite(model, params)
+    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+    change = objective - state.log_likelihood
+    scale = jnp.maximum(1.0, jnp.abs(objective))
+    # The objective of the parameters entering this iteration (sklearn's
+    # lower bound of iteration num_iter + 1); nothing before the first.
+    index = jnp.where(started, state.num_iter, max_iter)
+    history = state.history
+    if max_iter > 0:  # (an empty history has nothing to index)
+        history = history.at[index].set(state.log_likelihood, mode="drop")
+    return EMState(
+        params=jax.tree.map(keep, params, state.params),
+        stats=jax.tree.map(keep, stats, state.stats),
+        log_likelihood=jnp.where(finite | ~started, objective, state.log_likelihood),
+        previous=jnp.where(finite, state.log_likelihood, state.previous),
+        evaluated=jnp.ones_like(started),
+        num_iter=state.num_iter + started.astype(state.num_iter.dtype),
+        converged=finite & started & (jnp.abs(state.log_likelihood - state.previous) < tol),
+        nonfinite=~finite,
+        decreased=state.decreased | (finite & started & (change < -decrease_tol * scale)),
+        history=history,
+    )
 
 
 def _iterate(
-    model, state: EMState, x, weights, total_weight, tol, decrease_tol, max_iter
+    model, state: EMState, x, weights, total_weight, tol, decrease_tol, max_iter, plan
 ) -> EMState:
     """One masked EM iteration of one restart (a no-op once it has stopped).
 
@@ -234,35 +360,9 @@ def _iterate(
     """
 
     def advance(state: EMState) -> EMState:
-        started = state.evaluated
-        params = lax.cond(
-            started,
-            lambda: _m_step(model, state.stats, state.params, x, weights),
-            lambda: state.params,
-        )
-        stats, objective = _objective(model, params, x, weights, total_weight)
-        finite = jnp.isfinite(objective) & _params_finite(model, params)
-        keep = lambda new, old: jnp.where(finite, new, old)
-        change = objective - state.log_likelihood
-        scale = jnp.maximum(1.0, jnp.abs(objective))
-        # The objective of the parameters entering this iteration (sklearn's
-        # lower bound of iteration num_iter + 1); nothing before the first.
-        index = jnp.where(started, state.num_iter, max_iter)
-        history = state.history
-        if max_iter > 0:  # (an empty history has nothing to index)
-            history = history.at[index].set(state.log_likelihood, mode="drop")
-        return EMState(
-            params=jax.tree.map(keep, params, state.params),
-            stats=jax.tree.map(keep, stats, state.stats),
-            log_likelihood=jnp.where(finite | ~started, objective, state.log_likelihood),
-            previous=jnp.where(finite, state.log_likelihood, state.previous),
-            evaluated=jnp.ones_like(started),
-            num_iter=state.num_iter + started.astype(state.num_iter.dtype),
-            converged=finite & started & (jnp.abs(state.log_likelihood - state.previous) < tol),
-            nonfinite=~finite,
-            decreased=state.decreased | (finite & started & (change < -decrease_tol * scale)),
-            history=history,
-        )
+        params = _propose(model, state, x, weights)
+        stats, objective = _objective(model, params, x, weights, total_weight, plan)
+        return _accept(model, state, params, stats, objective, tol, decrease_tol, max_iter)
 
     stopped = _stopped(state, max_iter)
     return lax.cond(stopped, lambda s: s, advance, state)
@@ -275,15 +375,77 @@ def _stopped(state: EMState, max_iter: int) -> Array:
 # ---------------------------------------------------------------- the fit
 
 
-def _map_restarts(fn: Callable, tree: Any, batch_size: int) -> Any:
-    """``fn`` over the leading (restart) axis: vmapped in groups of ``batch_size``."""
+def _map_restarts(
+    fn: Callable, tree: Any, batch_size: int, spmd_axis_name: str | None = None
+) -> Any:
+    """``fn`` over the leading (restart) axis: vmapped in groups of ``batch_size``
+    (all at once, split over the mesh axis ``spmd_axis_name`` when given)."""
     num = jax.tree.leaves(tree)[0].shape[0]
+    if spmd_axis_name is not None:
+        return jax.vmap(fn, spmd_axis_name=spmd_axis_name)(tree)
     if num == 1:  # no batch dimension in the program at all (layouts stay simple)
         out = fn(jax.tree.map(lambda leaf: leaf[0], tree))
         return jax.tree.map(lambda leaf: leaf[None], out)
     if batch_size >= num:
         return jax.vmap(fn)(tree)
     return lax.map(fn, tree, batch_size=None if batch_size == 1 else batch_size)
+
+
+def _init_restarts(model, x, weights, key, num_restarts: int, batch: int):
+    """``model.init`` for each restart's key, batched over a leading axis."""
+    keys = key[None] if num_restarts == 1 else jax.random.split(key, num_restarts)
+    if weights is None:
+        init = lambda k: model.init(k, x)  # noqa: E731
+    else:
+        init = lambda k: model.init(k, x, weights=weights)  # noqa: E731
+    return _map_restarts(init, keys, batch)
+
+
+_jitted_init_restarts = jax.jit(_init_restarts, static_argnums=(0, 4, 5))
+
+
+def _initial_states(params, stats, dtype, num_restarts: int, max_iter: int) -> EMState:
+    """Restart states before the first E-step (``stats`` for one restart)."""
+    stats = jax.tree.map(lambda z: jnp.broadcast_to(z, (num_restarts, *z.shape)), stats)
+    return EMState(
+        params=params,
+        stats=stats,
+        log_likelihood=jnp.full((num_restarts,), -jnp.inf, dtype),
+        previous=jnp.full((num_restarts,), -jnp.inf, dtype),
+        evaluated=jnp.zeros((num_restarts,), bool),
+        num_iter=jnp.zeros((num_restarts,), jnp.int32),
+        converged=jnp.zeros((num_restarts,), bool),
+        nonfinite=jnp.zeros((num_restarts,), bool),
+        decreased=jnp.zeros((num_restarts,), bool),
+        history=jnp.full((num_restarts, max_iter), jnp.nan, dtype),
+    )
+
+
+def _decrease_tolerance(dtype) -> float:
+    return max(DECREASE_TOLERANCE, 1e3 * float(jnp.finfo(dtype).eps))
+
+
+def _result(model, states: EMState, invalid_input: Array) -> FitResult:
+    """The fit's outcome from the final restart states: the best restart."""
+    final = states.log_likelihood
+    diagnose = getattr(model, "diagnose", None)
+    diagnostics = {} if diagnose is None else dict(jax.vmap(diagnose)(states.stats, states.params))
+    ranked = jnp.where(jnp.isfinite(final), final, -jnp.inf)
+    best = jnp.argmax(ranked)
+    return FitResult(
+        params=jax.tree.map(lambda leaf: leaf[best], states.params),
+        log_likelihood=final[best],
+        history=states.history,
+        num_iter=states.num_iter,
+        converged=states.converged,
+        restarts=states.params,
+        restart_log_likelihood=final,
+        best_restart=best.astype(jnp.int32),
+        diagnostics=diagnostics,
+        nonfinite=states.nonfinite,
+        decreased=states.decreased,
+        invalid_input=invalid_input,
+    )
 
 
 def _fit(
@@ -299,44 +461,23 @@ def _fit(
     restart_batch_size: int,
     callback: Callable | None,
     callback_every: int,
+    plan: Plan,
 ) -> FitResult:
     dtype = _data_dtype(x)
     total_weight = _total_weight(x, weights)
     tol = jnp.asarray(tol, dtype)
-    decrease_tol = max(DECREASE_TOLERANCE, 1e3 * float(jnp.finfo(dtype).eps))
-    keys = key[None] if num_restarts == 1 else jax.random.split(key, num_restarts)
     batch = restart_batch_size
-
     if init_params is None:
-        init = (
-            (lambda k: model.init(k, x))
-            if weights is None
-            else (lambda k: model.init(k, x, weights=weights))
-        )
-        params = _map_restarts(init, keys, batch)
+        params = _init_restarts(model, x, weights, key, num_restarts, batch)
     else:
         params = init_params
 
-    def zeros_like_stats(params):
-        shapes = jax.eval_shape(lambda p: _objective(model, p, x, weights, total_weight)[0], params)
-        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
     single = jax.tree.map(lambda leaf: leaf[0], params)
-    stats = jax.tree.map(
-        lambda z: jnp.broadcast_to(z, (num_restarts, *z.shape)), zeros_like_stats(single)
+    shapes = jax.eval_shape(
+        lambda p: _objective(model, p, x, weights, total_weight, plan)[0], single
     )
-    states = EMState(
-        params=params,
-        stats=stats,
-        log_likelihood=jnp.full((num_restarts,), -jnp.inf, dtype),
-        previous=jnp.full((num_restarts,), -jnp.inf, dtype),
-        evaluated=jnp.zeros((num_restarts,), bool),
-        num_iter=jnp.zeros((num_restarts,), jnp.int32),
-        converged=jnp.zeros((num_restarts,), bool),
-        nonfinite=jnp.zeros((num_restarts,), bool),
-        decreased=jnp.zeros((num_restarts,), bool),
-        history=jnp.full((num_restarts, max_iter), jnp.nan, dtype),
-    )
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    states = _initial_states(params, zeros, dtype, num_restarts, max_iter)
     step = functools.partial(
         _iterate,
         model,
@@ -344,8 +485,9 @@ def _fit(
         weights=weights,
         total_weight=total_weight,
         tol=tol,
-        decrease_tol=decrease_tol,
+        decrease_tol=_decrease_tolerance(dtype),
         max_iter=max_iter,
+        plan=plan,
     )
 
     def running(carry):
@@ -354,7 +496,7 @@ def _fit(
 
     def body(carry):
         iteration, states = carry
-        states = _map_restarts(step, states, batch)
+        states = _map_restarts(step, states, batch, plan.restart_axis)
         if callback is not None:
             info = EMInfo(iteration, states.log_likelihood, states.num_iter, states.converged)
             lax.cond(
@@ -367,13 +509,6 @@ def _fit(
     # Iteration t takes M-step t (none for t = 0) and evaluates the result:
     # at most max_iter + 1 E-steps, the last one scoring the final parameters.
     _, states = lax.while_loop(running, body, (jnp.asarray(0, jnp.int32), states))
-    final = states.log_likelihood
-    diagnose = getattr(model, "diagnose", None)
-    diagnostics = {} if diagnose is None else dict(jax.vmap(diagnose)(states.stats, states.params))
-    ranked = jnp.where(jnp.isfinite(final), final, -jnp.inf)
-    best = jnp.argmax(ranked)
-    best_params = jax.tree.map(lambda leaf: leaf[best], states.params)
-
     finite_x = tree_all_finite(x)
     if weights is None:
         invalid = ~finite_x
@@ -381,20 +516,7 @@ def _fit(
         invalid = (
             ~finite_x | ~jnp.all(jnp.isfinite(weights) & (weights >= 0)) | ~jnp.any(weights > 0)
         )
-    return FitResult(
-        params=best_params,
-        log_likelihood=final[best],
-        history=states.history,
-        num_iter=states.num_iter,
-        converged=states.converged,
-        restarts=states.params,
-        restart_log_likelihood=final,
-        best_restart=best.astype(jnp.int32),
-        diagnostics=diagnostics,
-        nonfinite=states.nonfinite,
-        decreased=states.decreased,
-        invalid_input=invalid,
-    )
+    return _result(model, states, invalid)
 
 
 _jitted_fit = jax.jit(
@@ -406,6 +528,7 @@ _jitted_fit = jax.jit(
         "restart_batch_size",
         "callback",
         "callback_every",
+        "plan",
     ),
 )
 
@@ -423,6 +546,10 @@ def fit(
     restart_batch_size: int | None = None,
     callback: Callable[[EMInfo], Any] | None = None,
     callback_every: int = 1,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+    data_axes: str | tuple[str, ...] | None = None,
+    restart_axis: str | None = None,
 ) -> FitResult:
     """Fit ``model`` to ``x`` by EM, with restarts, in one compiled program.
 
@@ -465,6 +592,44 @@ def fit(
         ``callback_every`` iterations and when the loop ends; it must be
         hashable (a function), and changing it recompiles.
       callback_every: iterations between callbacks.
+      chunk_size: exact EM with the E-step run over chunks of this many rows,
+        their statistics added (or, for models whose statistics are
+        per-observation, concatenated): the same fit as without chunks, with
+        the E-step's temporaries bounded by the chunk. Where the data lives
+        decides the rest. A JAX array stays on its device and the chunks are
+        visited inside the compiled loop. A numpy array (including a
+        memory-mapped ``.npy`` file from ``np.load(path, mmap_mode="r")``) or
+        a tuple of them stays on the host and streams to the device chunk by
+        chunk every iteration, so the device holds only a chunk or two at a
+        time; see :func:`jaxem.fit` streaming notes below.
+      mesh: a :class:`jax.sharding.Mesh`: observations are split over the
+        mesh's ``data_axes`` (padded with zero-weight rows to a multiple of
+        the number of shards), each device runs the E-step on its rows, and
+        the statistics are summed across devices (``shard_map`` + ``psum``);
+        the M-step runs replicated. Initialisation (``model.init``) runs on
+        the unsharded data. The same call runs on many hosts after
+        ``jax.distributed.initialize()``, with ``x`` a global array (see the
+        README).
+      data_axes: the mesh axis name(s) that split the observations (default:
+        every axis of ``mesh`` except ``restart_axis``).
+      restart_axis: a mesh axis that splits the restarts (``num_restarts``
+        must be a multiple of its size): each group of devices along it fits
+        its own restarts on all the data.
+
+    Streaming (``x`` a numpy array with ``chunk_size``, or a stream of
+    chunks): ``x`` may also be a function that returns a fresh iterable of
+    chunks (arrays, or tuples of arrays, of equal trailing shapes) on every
+    call, or a re-iterable object (not a one-shot iterator), since EM reads
+    the data once per iteration. The loop then runs on the host: each
+    iteration is a compiled M-step, one compiled chunk E-step per chunk (all
+    restarts at once; chunks of equal size compile once), and a compiled
+    book-keeping step, with the next chunk read and transferred while the
+    device works on the current one. Without ``init_params``, restarts are
+    initialised from the first chunk. Chunks are checked as they arrive
+    (every pass for streams, the first pass for arrays), and bad ones raise
+    an error naming the chunk. Models whose M-step needs the data (GEM
+    models) cannot stream, and ``callback``, ``mesh`` and
+    ``restart_batch_size`` do not apply.
 
     Returns:
       A :class:`FitResult`.
@@ -485,22 +650,50 @@ def fit(
       >>> bool(result.converged[result.best_restart])
       True
     """
-    x, weights = _check_data(model, x, weights)
     key = check_key(key)
     max_iter = check_int(max_iter, "max_iter", 0)
     num_restarts = check_int(num_restarts, "num_restarts", 1)
     callback_every = check_int(callback_every, "callback_every", 1)
     tol = check_nonnegative_float(tol, "tol")
+    chunk_size = _check_chunk_size(chunk_size)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable; got {callback!r}")
+    if _streams(x, chunk_size):
+        from jaxem._streaming import fit_stream  # (the host loop; imports the driver)
+
+        if mesh is not None:
+            raise ValueError("mesh does not apply to streamed data; pass a (sharded) JAX array")
+        return fit_stream(
+            model,
+            x,
+            key=key,
+            weights=weights,
+            num_restarts=num_restarts,
+            max_iter=max_iter,
+            tol=tol,
+            init_params=init_params,
+            chunk_size=chunk_size,
+        )
+    x, weights = _check_data(model, x, weights)
+    plan = _check_mesh(Plan(chunk_size), mesh, data_axes, restart_axis, num_restarts)
     if init_params is not None:
         init_params = _check_params_shape(model, init_params, x, num_restarts, key)
-    if restart_batch_size is None:
+    if plan.mesh is not None:
+        restart_batch_size = num_restarts
+    elif restart_batch_size is None:
         restart_batch_size = _auto_restart_batch_size(model, x, num_restarts)
     else:
         restart_batch_size = min(
             check_int(restart_batch_size, "restart_batch_size", 1), num_restarts
         )
+    if plan.mesh is not None:
+        if init_params is None:  # on the unsharded data, exactly as without a mesh
+            init_params = _jitted_init_restarts(
+                model, x, weights, key, num_restarts, restart_batch_size
+            )
+        restarts = PartitionSpec(plan.restart_axis)
+        init_params = jax.device_put(init_params, NamedSharding(plan.mesh, restarts))
+        x, weights = _shard_rows(x, weights, plan)
     return _jitted_fit(
         model,
         x,
@@ -513,10 +706,82 @@ def fit(
         restart_batch_size=restart_batch_size,
         callback=callback,
         callback_every=callback_every,
+        plan=plan,
     )
 
 
 # ----------------------------------------------------------- input checks
+
+
+def _check_chunk_size(chunk_size: Any) -> int | None:
+    return None if chunk_size is None else check_int(chunk_size, "chunk_size", 1)
+
+
+def _is_host_array(x: Any) -> bool:
+    return isinstance(x, (np.ndarray, list)) and not isinstance(x, jax.Array)
+
+
+def _streams(x: Any, chunk_size: int | None) -> bool:
+    """Whether ``fit`` streams ``x`` from the host: a numpy array (or a tuple
+    of them) with ``chunk_size``, or a stream of chunks (a function returning
+    an iterable, or an iterable that is not an array or a tuple)."""
+    if isinstance(x, tuple):
+        return chunk_size is not None and bool(x) and all(_is_host_array(a) for a in x)
+    if isinstance(x, (jax.Array, np.ndarray, list, np.generic)) or hasattr(x, "__array__"):
+        return chunk_size is not None and _is_host_array(x)
+    return callable(x) or hasattr(x, "__iter__")
+
+
+def _check_mesh(plan: Plan, mesh, data_axes, restart_axis, num_restarts: int) -> Plan:
+    """The mesh options as a :class:`Plan` (unchanged without a mesh)."""
+    if mesh is None:
+        if data_axes is not None or restart_axis is not None:
+            raise ValueError("data_axes and restart_axis need a mesh")
+        return plan
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh; got {type(mesh).__name__}")
+    names = tuple(mesh.axis_names)
+    if restart_axis is not None and restart_axis not in names:
+        raise ValueError(f"restart_axis {restart_axis!r} is not an axis of the mesh {names}")
+    if data_axes is None:
+        data_axes = tuple(name for name in names if name != restart_axis)
+    elif isinstance(data_axes, str):
+        data_axes = (data_axes,)
+    else:
+        data_axes = tuple(data_axes)
+    for name in data_axes:
+        if name not in names:
+            raise ValueError(f"data axis {name!r} is not an axis of the mesh {names}")
+        if name == restart_axis:
+            raise ValueError(f"axis {name!r} cannot split both the data and the restarts")
+    if restart_axis is not None and num_restarts % mesh.shape[restart_axis]:
+        raise ValueError(
+            f"num_restarts={num_restarts} must be a multiple of the size of the restart "
+            f"axis {restart_axis!r} ({mesh.shape[restart_axis]})"
+        )
+    # The fit places its arrays itself and lets the compiler partition the
+    # M-step and the book-keeping: axes typed Explicit (jax.make_mesh's
+    # default) would demand explicit shardings at every slice of the restarts.
+    auto = Mesh(mesh.devices, names, axis_types=(AxisType.Auto,) * len(names))
+    return dataclasses.replace(plan, mesh=auto, data_axes=data_axes, restart_axis=restart_axis)
+
+
+def _shard_rows(x, weights, plan: Plan):
+    """Data and weights split over the mesh's data axes. Rows are padded to a
+    multiple of the number of shards by repeating the first rows with weight
+    zero (valid data, so every log-density stays finite, and no effect on
+    the statistics)."""
+    shards = math.prod(plan.mesh.shape[name] for name in plan.data_axes)
+    rows = num_rows(x)
+    pad = -rows % shards
+    if pad:
+        extra = jnp.arange(pad) % rows
+        x = jax.tree.map(lambda a: jnp.concatenate([a, a[extra]]), x)
+        if weights is None:
+            weights = jnp.ones(rows, _data_dtype(x))
+        weights = jnp.concatenate([weights, jnp.zeros(pad, weights.dtype)])
+    sharding = NamedSharding(plan.mesh, PartitionSpec(plan.data_axes))
+    return jax.device_put(x, sharding), jax.device_put(weights, sharding)
 
 
 def _check_data(model, x, weights):

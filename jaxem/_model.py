@@ -40,6 +40,10 @@ class Model(Protocol):
       data, and the driver calls ``m_step(stats, params, x, weights)``. GEM
       models, whose ``Q`` is a sum over observations of a function of
       ``θ`` with the posterior held fixed, use it.
+    - ``stats_per_observation = True`` (a class attribute): the statistics
+      are arrays with one row per observation (e.g. the responsibilities a
+      GEM M-step needs); chunked and sharded E-steps concatenate them
+      instead of adding them.
 
     Data ``x`` is an ``(n, D)`` array, or a tuple of arrays with a common
     leading axis ``n`` (e.g. ``(inputs, targets)`` for regressions).

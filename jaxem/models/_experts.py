@@ -470,6 +470,7 @@ class MixtureOfExperts:
     init_method: str = "gate"
 
     m_step_uses_data: ClassVar[bool] = True
+    stats_per_observation: ClassVar[bool] = True
 
     def __post_init__(self):
         object.__setattr__(self, "num_experts", _check_count(self.num_experts, "num_experts", 1))
@@ -931,6 +932,7 @@ class MixtureOfLogisticRegressions:
     l2: float = 0.0
 
     m_step_uses_data: ClassVar[bool] = True
+    stats_per_observation: ClassVar[bool] = True
 
     def __post_init__(self):
         object.__setattr__(

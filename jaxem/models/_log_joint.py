@@ -145,6 +145,7 @@ class LogJointModel:
     check_data_fn: Callable[[Any], None] | None = None
 
     m_step_uses_data: ClassVar[bool] = True
+    stats_per_observation: ClassVar[bool] = True
 
     def __post_init__(self):
         for name in ("log_joint_fn", "init_fn"):

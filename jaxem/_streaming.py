@@ -1,0 +1,326 @@
+"""Exact EM on data streamed from the host, chunk by chunk.
+
+``jaxem.fit(model, x, chunk_size=c)`` with ``x`` a numpy array (or a
+memory-mapped ``.npy`` file, or a tuple of them), or ``x`` a stream of
+chunks, lands here. The data never goes to the device whole: every EM
+iteration is a compiled M-step (all restarts), then one compiled E-step per
+chunk that adds the chunk's statistics to a running sum (all restarts at
+once, so each chunk crosses to the device once per iteration), then a
+compiled book-keeping step that is the driver's own (``_accept``). Statistics
+add up, so the result is full-batch EM; only the order of the sums differs.
+
+Chunk ``i + 1`` is read and sent while the device works on chunk ``i`` (JAX
+dispatches asynchronously); at most two chunks are in flight, so a
+memory-mapped file is never read into memory whole.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxem import _driver
+from jaxem._validation import as_float_array, check_weights
+
+Array = jax.Array
+
+_IN_FLIGHT = 2  # chunks dispatched before waiting for the oldest
+
+
+class _Chunk(NamedTuple):
+    index: int
+    start: int  # first row, counted from the stream's start
+    x: Any  # numpy array or tuple of numpy arrays
+    weights: Any  # numpy array or None
+
+
+def _leaves(x: Any) -> list[Any]:
+    return list(x) if isinstance(x, tuple) else [x]
+
+
+def _rebuild(x: Any, leaves: list[Any]) -> Any:
+    return tuple(leaves) if isinstance(x, tuple) else leaves[0]
+
+
+def _rows(x: Any) -> int:
+    return _leaves(x)[0].shape[0]
+
+
+def _float_dtype(leaves: list[Any]) -> Any:
+    """The floating dtype ``fit`` would use for these arrays (as_float_array's
+    rules on a one-row slice, so nothing large is converted)."""
+    return jnp.result_type(
+        *[as_float_array(np.asarray(leaf[:1]), f"x[{i}]") for i, leaf in enumerate(leaves)]
+    )
+
+
+class _ArraySource:
+    """Chunks of a host array (numpy, memory-mapped, or a tuple of them)."""
+
+    def __init__(self, x: Any, weights: Any, chunk_size: int):
+        leaves = [np.asarray(leaf) if isinstance(leaf, list) else leaf for leaf in _leaves(x)]
+        for i, leaf in enumerate(leaves):
+            name = f"x[{i}]" if isinstance(x, tuple) else "x"
+            if leaf.ndim == 0:
+                raise ValueError(f"{name} must have a leading observation axis; got a scalar")
+            if leaf.shape[0] != leaves[0].shape[0]:
+                raise ValueError(
+                    f"{name} has {leaf.shape[0]} rows but x[0] has {leaves[0].shape[0]}: "
+                    "every array in x needs one row per observation"
+                )
+        self.x = _rebuild(x, leaves)
+        self.num_rows = leaves[0].shape[0]
+        if self.num_rows == 0:
+            raise ValueError("x has no observations")
+        self.dtype = _float_dtype(leaves)
+        self.weights = None
+        if weights is not None:
+            self.weights = np.asarray(check_weights(weights, self.num_rows, self.dtype))
+        self.chunk_size = chunk_size
+        self.recheck = False  # the data cannot change between passes
+
+    def chunks(self) -> Iterator[_Chunk]:
+        for index, start in enumerate(range(0, self.num_rows, self.chunk_size)):
+            stop = min(start + self.chunk_size, self.num_rows)
+            x = _rebuild(
+                self.x, [np.asarray(leaf[start:stop], self.dtype) for leaf in _leaves(self.x)]
+            )
+            weights = None if self.weights is None else self.weights[start:stop]
+            yield _Chunk(index, start, x, weights)
+
+
+class _StreamSource:
+    """Chunks from a function returning an iterable, or a re-iterable object."""
+
+    def __init__(self, stream: Any):
+        if not callable(stream):
+            if iter(stream) is stream:
+                raise TypeError(
+                    "x is an iterator, which can be read only once, but EM reads the data "
+                    "once per iteration: pass a function that returns a new iterator of "
+                    "chunks, or a re-iterable object"
+                )
+        self.stream = stream
+        self.num_rows = None  # known after the first pass
+        self.dtype = None
+        self.weights = None
+        self.recheck = True  # a stream may yield different data on each pass
+
+    def chunks(self) -> Iterator[_Chunk]:
+        iterable = self.stream() if callable(self.stream) else self.stream
+        start = 0
+        for index, item in enumerate(iterable):
+            if isinstance(item, list):
+                item = np.asarray(item)
+            if isinstance(item, tuple):
+                leaves = [np.asarray(leaf) for leaf in item]
+            else:
+                leaves = [np.asarray(item)]
+            for leaf in leaves:
+                if leaf.ndim == 0 or leaf.shape[0] != leaves[0].shape[0]:
+                    raise ValueError(
+                        f"chunk {index}: every array needs the same leading (row) axis; got "
+                        f"shapes {[tuple(a.shape) for a in leaves]}"
+                    )
+            if self.dtype is None:
+                self.dtype = _float_dtype(leaves)
+            if any(leaf.dtype.kind not in "biuf" for leaf in leaves):
+                raise TypeError(
+                    f"chunk {index} must hold real numbers; got dtypes "
+                    f"{[str(a.dtype) for a in leaves]}"
+                )
+            x = _rebuild(item, [leaf.astype(self.dtype, copy=False) for leaf in leaves])
+            yield _Chunk(index, start, x, None)
+            start += leaves[0].shape[0]
+        if start == 0:
+            raise ValueError("the stream of chunks x yielded no data")
+
+
+class _Checker:
+    """Checks each chunk against the first: same trailing shapes, finite
+    values, and the model's own value checks; errors name the chunk."""
+
+    def __init__(self, model):
+        self.model = model
+        self.first = None
+
+    def __call__(self, chunk: _Chunk) -> None:
+        rows = _rows(chunk.x)
+        where = f"chunk {chunk.index} (rows {chunk.start}:{chunk.start + rows})"
+        shapes = [leaf.shape[1:] for leaf in _leaves(chunk.x)]
+        if self.first is None:
+            self.first = chunk
+            self.shapes = shapes
+        elif shapes != self.shapes or isinstance(chunk.x, tuple) != isinstance(
+            self.first.x, tuple
+        ):
+            raise ValueError(
+                f"{where} has trailing shape(s) {shapes}, but chunk 0 has {self.shapes}: "
+                "every chunk needs the same number of features"
+            )
+        for i, leaf in enumerate(_leaves(chunk.x)):
+            bad = ~np.isfinite(leaf)
+            if bad.any():
+                first = tuple(int(j) for j in np.argwhere(bad)[0])
+                name = f"x[{i}]" if isinstance(chunk.x, tuple) else "x"
+                raise ValueError(
+                    f"{where} contains {int(bad.sum())} non-finite value(s) (NaN or inf) in "
+                    f"{name}; the first is at row {chunk.start + first[0]} "
+                    f"(index {first} in the chunk): {leaf[first]}"
+                )
+        check = getattr(self.model, "check_data", None)
+        if check is None:
+            return
+        x = chunk.x
+        if chunk is not self.first and rows < _rows(self.first.x):
+            # Count checks (e.g. at least K rows) are about the whole data:
+            # check a short chunk together with the first, which passed.
+            x = jax.tree.map(lambda a, b: np.concatenate([a, b]), self.first.x, x)
+        try:
+            check(jax.tree.map(jnp.asarray, x))
+        except (ValueError, TypeError) as error:
+            raise type(error)(f"{where}: {error}") from error
+
+
+# ------------------------------------------------------------ compiled parts
+
+
+@jax.jit
+def _add(total: Any, part: Any) -> Any:
+    return jax.tree.map(jnp.add, total, part)
+
+
+def _chunk_e_step(model, params, x, weights):
+    """Statistics and summed log-likelihood of one chunk, for every restart."""
+    return jax.vmap(lambda p: _driver._model_e_step(model, p, x, weights))(params)
+
+
+_jitted_chunk_e_step = jax.jit(_chunk_e_step, static_argnums=0)
+
+
+@jax.jit
+def _stopped(states, max_iter):
+    return jnp.all(_driver._stopped(states, max_iter))
+
+
+def _propose(model, states):
+    return jax.vmap(lambda s: _driver._propose(model, s, None, None))(states)
+
+
+_jitted_propose = jax.jit(_propose, static_argnums=0)
+
+
+def _finish(model, states, params, stats, log_lik, total_weight, tol, max_iter):
+    """The driver's book-keeping for every restart; stopped restarts keep
+    their state (as the masked loop of ``fit`` does)."""
+    dtype = states.log_likelihood.dtype
+    decrease_tol = _driver._decrease_tolerance(dtype)
+
+    def one(state, params, stats, log_lik):
+        objective = (log_lik + model.log_prior(params)) / total_weight
+        new = _driver._accept(model, state, params, stats, objective, tol, decrease_tol, max_iter)
+        stopped = _driver._stopped(state, max_iter)
+        return jax.tree.map(lambda old, new: jnp.where(stopped, old, new), state, new)
+
+    return jax.vmap(one)(states, params, stats, log_lik)
+
+
+_jitted_finish = jax.jit(_finish, static_argnums=(0, 7))
+
+
+def _zeros(shapes: Any) -> Any:
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+# ------------------------------------------------------------------ the fit
+
+
+def _source(x: Any, weights: Any, chunk_size: int | None):
+    if isinstance(x, (np.ndarray, list, tuple)):
+        return _ArraySource(x, weights, chunk_size)
+    if weights is not None:
+        raise ValueError(
+            "weights cannot be given with a stream of chunks; stream arrays, or weight "
+            "the data in a numpy array with chunk_size"
+        )
+    if chunk_size is not None:
+        raise ValueError("chunk_size does not apply to a stream of chunks: the chunks set it")
+    return _StreamSource(x)
+
+
+def fit_stream(
+    model,
+    x: Any,
+    *,
+    key: Array,
+    weights: Any,
+    num_restarts: int,
+    max_iter: int,
+    tol: Any,
+    init_params: Any,
+    chunk_size: int | None,
+) -> _driver.FitResult:
+    """Exact EM over chunks read from the host (see :func:`jaxem.fit`)."""
+    if getattr(model, "m_step_uses_data", False):
+        raise ValueError(
+            f"{type(model).__name__} needs all the data in its M-step (a GEM model), so it "
+            "cannot stream from the host; pass a JAX array (chunk_size then bounds the "
+            "E-step), or use jaxem.fit_online"
+        )
+    source = _source(x, weights, chunk_size)
+    checker = _Checker(model)
+    passes = itertools.count()
+
+    def chunks() -> Iterator[_Chunk]:
+        checking = next(passes) == 0 or source.recheck
+        for chunk in source.chunks():
+            if checking:
+                checker(chunk)
+            yield chunk
+
+    # The first chunk initialises the restarts (or checks init_params).
+    first = next(iter(source.chunks()))
+    checker(first)
+    first_x = jax.tree.map(jnp.asarray, first.x)
+    first_w = None if first.weights is None else jnp.asarray(first.weights)
+    if init_params is None:
+        params = _driver._jitted_init_restarts(
+            model, first_x, first_w, key, num_restarts, num_restarts
+        )
+    else:
+        params = _driver._check_params_shape(model, init_params, first_x, num_restarts, key)
+    dtype = _driver._data_dtype(first_x)
+    tol = jnp.asarray(tol, dtype)
+    shapes = jax.eval_shape(lambda p: _chunk_e_step(model, p, first_x, first_w), params)
+    zero_stats, zero_log_lik = _zeros(shapes)
+    single = jax.tree.map(lambda leaf: leaf[0], zero_stats)
+    states = _driver._initial_states(params, single, dtype, num_restarts, max_iter)
+
+    total_weight = None
+    if source.num_rows is not None:
+        total_weight = float(source.num_rows if source.weights is None else source.weights.sum())
+    while not bool(_stopped(states, max_iter)):
+        params = _jitted_propose(model, states)
+        total = (zero_stats, zero_log_lik)
+        in_flight: list[Any] = []
+        rows = 0.0
+        for chunk in chunks():
+            x_chunk = jax.device_put(chunk.x)
+            w_chunk = None if chunk.weights is None else jax.device_put(chunk.weights)
+            total = _add(total, _jitted_chunk_e_step(model, params, x_chunk, w_chunk))
+            rows += _rows(chunk.x)
+            in_flight.append(total)
+            if len(in_flight) > _IN_FLIGHT:
+                jax.block_until_ready(in_flight.pop(0))
+        if total_weight is None:
+            total_weight = rows
+        stats, log_lik = total
+        states = _jitted_finish(
+            model, states, params, stats, log_lik, jnp.asarray(total_weight, dtype), tol, max_iter
+        )
+    return _driver._result(model, states, jnp.asarray(False))
