@@ -17,6 +17,14 @@ from jaxem._criteria import aic, bic
 from jaxem._datasets import load_faithful
 from jaxem._driver import EMInfo, EMState, FitResult, em_step, fit
 from jaxem._model import Model
+from jaxem._online import (
+    OnlineEM,
+    OnlineEMState,
+    OnlineFitResult,
+    fit_online,
+    online_em,
+    polynomial_step_size,
+)
 from jaxem.models import (
     Bernoulli,
     BernoulliParams,
@@ -105,6 +113,9 @@ __all__ = [
     "MixtureParams",
     "MixtureStats",
     "Model",
+    "OnlineEM",
+    "OnlineEMState",
+    "OnlineFitResult",
     "Poisson",
     "PoissonParams",
     "PoissonStats",
@@ -115,6 +126,9 @@ __all__ = [
     "bic",
     "em_step",
     "fit",
+    "fit_online",
     "gem",
     "load_faithful",
+    "online_em",
+    "polynomial_step_size",
 ]

@@ -196,7 +196,7 @@ def _chunked_e_step(model, params, x, weights, chunk_size: int | None):
     are summed, per-observation statistics concatenated. Temporaries are
     bounded by the chunk."""
     rows = num_rows(x)
-    one = lambda x, w: _model_e_step(model, params, x, w)  # noqa: E731
+    one = lambda x, w: _model_e_step(model, params, x, w)
     if chunk_size is None or chunk_size >= rows:
         return one(x, weights)
     if not stats_per_observation(model):
@@ -321,7 +321,7 @@ def _accept(
     if finite, record the history, test convergence (scikit-learn's rule)."""
     started = state.evaluated
     finite = jnp.isfinite(objective) & _params_finite(model, params)
-    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+    keep = lambda new, old: jnp.where(finite, new, old)
     change = objective - state.log_likelihood
     scale = jnp.maximum(1.0, jnp.abs(objective))
     # The objective of the parameters entering this iteration (sklearn's
@@ -395,9 +395,9 @@ def _init_restarts(model, x, weights, key, num_restarts: int, batch: int):
     """``model.init`` for each restart's key, batched over a leading axis."""
     keys = key[None] if num_restarts == 1 else jax.random.split(key, num_restarts)
     if weights is None:
-        init = lambda k: model.init(k, x)  # noqa: E731
+        init = lambda k: model.init(k, x)
     else:
-        init = lambda k: model.init(k, x, weights=weights)  # noqa: E731
+        init = lambda k: model.init(k, x, weights=weights)
     return _map_restarts(init, keys, batch)
 
 
@@ -601,7 +601,7 @@ def fit(
         memory-mapped ``.npy`` file from ``np.load(path, mmap_mode="r")``) or
         a tuple of them stays on the host and streams to the device chunk by
         chunk every iteration, so the device holds only a chunk or two at a
-        time; see :func:`jaxem.fit` streaming notes below.
+        time (see "Streaming" below).
       mesh: a :class:`jax.sharding.Mesh`: observations are split over the
         mesh's ``data_axes`` (padded with zero-weight rows to a multiple of
         the number of shards), each device runs the E-step on its rows, and

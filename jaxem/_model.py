@@ -44,6 +44,14 @@ class Model(Protocol):
       are arrays with one row per observation (e.g. the responsibilities a
       GEM M-step needs); chunked and sharded E-steps concatenate them
       instead of adding them.
+    - ``shift_stats(stats, from_params, to_params)``: statistics computed
+      under ``from_params`` re-expressed about ``to_params`` (what the E-step
+      would return with the same posterior had it taken its moments about
+      ``to_params``). Models whose statistics are taken about the parameters
+      (moments about the current means, so the M-step does not cancel) define
+      it; online EM (:func:`jaxem.online_em`) moves its running statistics
+      with it after every M-step. Statistics that depend on the parameters only
+      through the posterior need none.
 
     Data ``x`` is an ``(n, D)`` array, or a tuple of arrays with a common
     leading axis ``n`` (e.g. ``(inputs, targets)`` for regressions).

@@ -156,9 +156,7 @@ class _Checker:
         if self.first is None:
             self.first = chunk
             self.shapes = shapes
-        elif shapes != self.shapes or isinstance(chunk.x, tuple) != isinstance(
-            self.first.x, tuple
-        ):
+        elif shapes != self.shapes or isinstance(chunk.x, tuple) != isinstance(self.first.x, tuple):
             raise ValueError(
                 f"{where} has trailing shape(s) {shapes}, but chunk 0 has {self.shapes}: "
                 "every chunk needs the same number of features"

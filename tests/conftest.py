@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+# Eight CPU devices, so the sharded fits are tested on a real mesh (the flag
+# must be set before JAX starts; every other test runs on the first device).
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    ).strip()
+
 import jax
 import numpy as np
 import pytest

@@ -457,6 +457,44 @@ class Gaussian:
         responsibilities ``(rows, K)``."""
         return self._moments(x, resp, self.centres(params.means))
 
+    def shift_statistics(
+        self,
+        stats: GaussianStats,
+        counts: Array,
+        from_params: GaussianParams,
+        to_params: GaussianParams,
+    ) -> GaussianStats:
+        """Moments about the centres of ``from_params`` moved to those of
+        ``to_params`` (exact): with ``d = c_from − c_to``,
+        ``Σ r (x − c_to) = S₁ + N d`` and
+        ``Σ r (x − c_to)(x − c_to)ᵀ = S₂ + S₁ dᵀ + d S₁ᵀ + N d dᵀ``.
+
+        Args:
+          stats: statistics computed about ``from_params``' centres.
+          counts: the components' total responsibilities ``N_k``, ``(K,)``.
+          from_params: the parameters the statistics were computed under.
+          to_params: the parameters to express them about.
+        """
+        d = self.centres(from_params.means) - self.centres(to_params.means)  # (K, D)
+        sum_x = stats.sum_x
+        ctype = self.covariance_type
+        if ctype in ("full", "tied"):
+            cross = jnp.einsum("kd,ke->kde", sum_x, d)
+            correction = (
+                cross
+                + jnp.swapaxes(cross, -1, -2)
+                + counts[:, None, None] * jnp.einsum("kd,ke->kde", d, d)
+            )
+            if ctype == "tied":
+                correction = jnp.sum(correction, axis=0)
+            sum_xx = stats.sum_xx + correction
+        else:
+            correction = 2.0 * sum_x * d + counts[:, None] * jnp.square(d)
+            if ctype == "spherical":
+                correction = jnp.sum(correction, axis=1)
+            sum_xx = stats.sum_xx + correction
+        return GaussianStats(sum_x + counts[:, None] * d, sum_xx)
+
     def maximize(
         self, stats: GaussianStats, counts: Array, params: GaussianParams
     ) -> GaussianParams:

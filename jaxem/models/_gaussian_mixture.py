@@ -223,6 +223,19 @@ class GaussianMixture:
         updated = self.mixture.m_step(stats, self.to_mixture_params(params))
         return self.from_mixture_params(updated)
 
+    def shift_stats(
+        self,
+        stats: MixtureStats,
+        from_params: GaussianMixtureParams,
+        to_params: GaussianMixtureParams,
+    ) -> MixtureStats:
+        """``stats`` from :meth:`e_step` under ``from_params``, with their
+        moments moved to the centres of ``to_params`` (exact; see
+        :meth:`jaxem.Mixture.shift_stats`)."""
+        return self.mixture.shift_stats(
+            stats, self.to_mixture_params(from_params), self.to_mixture_params(to_params)
+        )
+
     def log_prob(self, params: GaussianMixtureParams, x: Array) -> Array:
         """Per-observation ``log p(x_i)``, shape ``(n,)``."""
         return self.mixture.log_prob(self.to_mixture_params(params), x)

@@ -356,6 +356,36 @@ class LinearRegression:
         weighted responsibilities ``(rows, K)``."""
         return self._moments(x, resp, self._stacked(params))
 
+    def shift_statistics(
+        self,
+        stats: LinearRegressionStats,
+        counts: Array,
+        from_params: LinearRegressionParams,
+        to_params: LinearRegressionParams,
+    ) -> LinearRegressionStats:
+        """Moments about the residuals of ``from_params`` re-expressed about
+        those of ``to_params`` (exact): with ``Δ = B_to − B_from`` the residuals
+        become ``e − x̃Δ``, so ``Σ r x̃ e`` becomes ``Σ r x̃ e − G Δ`` and
+        ``Σ r e²`` becomes ``Σ r e² − 2 Δᵀ Σ r x̃ e + Δᵀ G Δ`` (``G = Σ r x̃x̃ᵀ``,
+        unchanged).
+
+        Args:
+          stats: statistics computed under ``from_params``.
+          counts: the components' total responsibilities (not needed).
+          from_params: the parameters the statistics were computed under.
+          to_params: the parameters to express them about.
+        """
+        del counts
+        delta = self._stacked(to_params) - self._stacked(from_params)  # (K, P', T)
+        gram = stats.gram
+        moved = jnp.einsum("kpq,kqt->kpt", gram, delta)
+        sum_squares = (
+            stats.sum_squares
+            - 2.0 * jnp.sum(delta * stats.cross, axis=1)
+            + jnp.sum(delta * moved, axis=1)
+        )
+        return LinearRegressionStats(gram, stats.cross - moved, sum_squares)
+
     def maximize(
         self,
         stats: LinearRegressionStats,

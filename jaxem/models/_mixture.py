@@ -78,7 +78,12 @@ class Component(Protocol):
     ``features(x) -> (n, F)`` (the points k-means seeds from; default ``x``),
     ``block_rows(x, num_components) -> int`` (rows per E-step block),
     ``prepare(params)`` (per-call precomputation passed to
-    ``log_likelihoods``; default the parameters themselves).
+    ``log_likelihoods``; default the parameters themselves),
+    ``shift_statistics(stats, counts, from_params, to_params)`` (the same
+    statistics re-expressed about ``to_params``, for families whose
+    statistics are moments about the parameters they were computed under;
+    online EM needs it to carry statistics across parameter updates; families
+    whose statistics do not depend on the parameters omit it).
     """
 
     def log_likelihoods(self, prepared: Any, x: Data) -> Array:
@@ -287,6 +292,27 @@ class Mixture:
         weights = self._maximize_weights(counts)
         components = self.component.maximize(stats.components, counts, params.components)
         return MixtureParams(weights, components)
+
+    def shift_stats(
+        self, stats: MixtureStats, from_params: MixtureParams, to_params: MixtureParams
+    ) -> MixtureStats:
+        """``stats`` computed under ``from_params``, re-expressed about
+        ``to_params``: what :meth:`e_step` would have returned with the same
+        responsibilities had it taken its moments about ``to_params``.
+
+        Statistics taken about the parameters (e.g. Gaussian moments about the
+        current means) are exact and free of cancellation, but statistics from
+        different parameters can only be added after this shift; online EM
+        (:func:`jaxem.online_em`) uses it. The identity for component families
+        whose statistics do not depend on the parameters.
+        """
+        shift = getattr(self.component, "shift_statistics", None)
+        if shift is None:
+            return stats
+        components = shift(
+            stats.components, stats.counts, from_params.components, to_params.components
+        )
+        return stats._replace(components=components)
 
     def _maximize_weights(self, counts: Array) -> Array:
         counts = counts + (self.weight_concentration - 1.0)

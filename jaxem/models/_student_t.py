@@ -396,6 +396,45 @@ class StudentT:
             jnp.sum(resp.T * h, axis=1),
         )
 
+    def shift_statistics(
+        self,
+        stats: StudentTStats,
+        counts: Array,
+        from_params: StudentTParams,
+        to_params: StudentTParams,
+    ) -> StudentTStats:
+        """Statistics computed under ``from_params`` re-expressed about
+        ``to_params`` (exact): the ``r·u``-weighted moments move from the old
+        means to the new ones (``d = μ_from − μ_to``:
+        ``S₁ + W d`` and ``S₂ + S₁ dᵀ + d S₁ᵀ + W d dᵀ`` with ``W = Σ r u``), and
+        ``sum_excess`` absorbs the change of ``g((ν + D)/2) = log − ψ`` so that
+        the ``ν`` equation's target ``g((ν + D)/2) + sum_excess / N_k`` stays the same.
+
+        Args:
+          stats: statistics computed under ``from_params``.
+          counts: the components' total responsibilities ``N_k``, ``(K,)``.
+          from_params: the parameters the statistics were computed under.
+          to_params: the parameters to express them about.
+        """
+        d = from_params.means - to_params.means  # (K, D)
+        dim = d.shape[1]
+        weight = stats.sum_u
+        cross = jnp.einsum("kd,ke->kde", stats.sum_x, d)
+        sum_xx = (
+            stats.sum_xx
+            + cross
+            + jnp.swapaxes(cross, -1, -2)
+            + weight[:, None, None] * jnp.einsum("kd,ke->kde", d, d)
+        )
+        g_from, _ = log_minus_digamma(0.5 * (from_params.degrees_of_freedom + dim))
+        g_to, _ = log_minus_digamma(0.5 * (to_params.degrees_of_freedom + dim))
+        return StudentTStats(
+            weight,
+            stats.sum_x + weight[:, None] * d,
+            sum_xx,
+            stats.sum_excess + counts * (g_from - g_to),
+        )
+
     def maximize(
         self, stats: StudentTStats, counts: Array, params: StudentTParams
     ) -> StudentTParams:
