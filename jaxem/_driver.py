@@ -604,7 +604,8 @@ def fit(
         time (see "Streaming" below).
       mesh: a :class:`jax.sharding.Mesh`: observations are split over the
         mesh's ``data_axes`` (padded with zero-weight rows to a multiple of
-        the number of shards), each device runs the E-step on its rows, and
+        the number of shards; numpy data goes to the devices, split, rather
+        than streaming), each device runs the E-step on its rows, and
         the statistics are summed across devices (``shard_map`` + ``psum``);
         the M-step runs replicated. Initialisation (``model.init``) runs on
         the unsharded data. The same call runs on many hosts after
@@ -658,11 +659,13 @@ def fit(
     chunk_size = _check_chunk_size(chunk_size)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable; got {callback!r}")
-    if _streams(x, chunk_size):
+    if _streams(x, None if mesh is not None else chunk_size):
+        if mesh is not None:
+            raise ValueError(
+                "mesh does not apply to a stream of chunks; pass an array (placed on the mesh)"
+            )
         from jaxem._streaming import fit_stream  # (the host loop; imports the driver)
 
-        if mesh is not None:
-            raise ValueError("mesh does not apply to streamed data; pass a (sharded) JAX array")
         return fit_stream(
             model,
             x,
@@ -687,7 +690,8 @@ def fit(
             check_int(restart_batch_size, "restart_batch_size", 1), num_restarts
         )
     if plan.mesh is not None:
-        if init_params is None:  # on the unsharded data, exactly as without a mesh
+        x, weights = _on_auto_mesh((x, weights), plan)
+        if init_params is None:  # on the unsplit data, exactly as without a mesh
             init_params = _jitted_init_restarts(
                 model, x, weights, key, num_restarts, restart_batch_size
             )
@@ -764,6 +768,23 @@ def _check_mesh(plan: Plan, mesh, data_axes, restart_axis, num_restarts: int) ->
     # default) would demand explicit shardings at every slice of the restarts.
     auto = Mesh(mesh.devices, names, axis_types=(AxisType.Auto,) * len(names))
     return dataclasses.replace(plan, mesh=auto, data_axes=data_axes, restart_axis=restart_axis)
+
+
+def _on_auto_mesh(tree: Any, plan: Plan) -> Any:
+    """Arrays already split over the user's mesh (e.g. a global array built
+    with ``jax.make_array_from_process_local_data``), moved to the same
+    layout on the fit's Auto-typed copy of that mesh (no data moves)."""
+
+    def move(leaf):
+        sharding = getattr(leaf, "sharding", None)
+        if isinstance(sharding, NamedSharding) and (
+            sharding.mesh.devices.shape == plan.mesh.devices.shape
+            and (sharding.mesh.devices == plan.mesh.devices).all()
+        ):
+            return jax.device_put(leaf, NamedSharding(plan.mesh, sharding.spec))
+        return leaf
+
+    return jax.tree.map(move, tree)
 
 
 def _shard_rows(x, weights, plan: Plan):

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.sharding import NamedSharding, PartitionSpec
 
 import jaxem
 from jaxem import _driver, _streaming, gem
@@ -176,6 +177,20 @@ def test_data_mesh_pads_uneven_rows_and_honours_weights(x64):
     assert_same_fit(unweighted, jaxem.fit(model, x, **options))
 
 
+@eight_devices
+def test_a_global_array_split_over_the_users_mesh(x64):
+    """As on many hosts: each process contributes its rows to one global array."""
+    x = make_blobs(seed=3, n=200)
+    mesh = jax.make_mesh((8,), ("data",))  # (axes typed Explicit by default)
+    split = NamedSharding(mesh, PartitionSpec("data"))
+    global_x = jax.make_array_from_process_local_data(split, x)
+    model = jaxem.GaussianMixture(2, covariance_type="diag")
+    options = dict(key=jax.random.key(1), num_restarts=2, max_iter=30, tol=1e-6)
+    assert_same_fit(
+        jaxem.fit(model, global_x, mesh=mesh, **options), jaxem.fit(model, x, **options)
+    )
+
+
 def test_memory_mapped_file_streams_to_the_same_fit(tmp_path, x64):
     x = make_blobs(seed=4, n=500)
     path = tmp_path / "x.npy"
@@ -306,5 +321,5 @@ def test_bad_mesh_options():
         jaxem.fit(model, x, key=key, data_axes="data")
     with pytest.raises(TypeError, match=r"jax\.sharding\.Mesh"):
         jaxem.fit(model, x, key=key, mesh="data")
-    with pytest.raises(ValueError, match="mesh does not apply to streamed data"):
-        jaxem.fit(model, np.asarray(x), key=key, chunk_size=16, mesh=mesh)
+    with pytest.raises(ValueError, match="mesh does not apply to a stream of chunks"):
+        jaxem.fit(model, lambda: iter([np.asarray(x)]), key=key, mesh=mesh)
