@@ -51,6 +51,7 @@ from jaxem._driver import (
     _map_restarts,
     _params_finite,
 )
+from jaxem._driver import _model_e_step as _e_step
 from jaxem._numerics import num_rows, tree_all_finite
 from jaxem._validation import check_int, check_key, is_concrete
 
@@ -286,10 +287,6 @@ def _uses_data(model) -> bool:
     return bool(getattr(model, "m_step_uses_data", False))
 
 
-def _e_step(model, params, x, weights):
-    return model.e_step(params, x) if weights is None else model.e_step(params, x, weights)
-
-
 def _is_float(leaf: Any) -> bool:
     return jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
 
@@ -356,6 +353,7 @@ class _Online:
     schedule: Schedule
     num_observations: Any  # None: no scaling
     average: bool
+    average_start: int = 0
 
     def init(self, params: Params, x_batch: Any = None) -> OnlineEMState:
         if _uses_data(self.model):
@@ -430,7 +428,10 @@ class _Online:
             old_stats = jax.tree.map(jnp.zeros_like, new_stats)
         params_out = _select(accept, new_params, params)
         if self.average:
-            weight = 1.0 / (state.count + 1).astype(dtype)
+            # The running mean of the parameters after steps average_start,
+            # average_start + 1, ...; before that it follows the parameters.
+            averaged_steps = jnp.maximum(state.count - self.average_start, 0)
+            weight = 1.0 / (averaged_steps + 1).astype(dtype)
             averaged = _select(
                 accept, _polyak(state.averaged, params_out, weight, first), state.averaged
             )
@@ -458,6 +459,7 @@ def online_em(
     step_size: Any = None,
     num_observations: Any = None,
     average: bool = False,
+    average_start: int = 0,
 ) -> OnlineEM:
     """Stochastic (online) EM for ``model``: pure ``init`` and ``step``
     functions for data that arrive in minibatches.
@@ -506,6 +508,10 @@ def online_em(
       average: also keep the Polyak–Ruppert average of the parameters after
         each step in ``state.averaged`` (convex combinations keep weights on
         the simplex and covariances positive definite).
+      average_start: steps (``count``) before the average starts; until then
+        ``state.averaged`` follows the parameters. Early parameters are far
+        from the optimum, and averaging them in slows the average down
+        (:func:`fit_online` starts halfway by default).
 
     Returns:
       An :class:`OnlineEM` ``(init, step)``.
@@ -536,7 +542,11 @@ def online_em(
     if schedule is None:
         schedule = _Constant(value)
     online = _Online(
-        model, schedule, _check_num_observations(num_observations), _check_average(average)
+        model,
+        schedule,
+        _check_num_observations(num_observations),
+        _check_average(average),
+        check_int(average_start, "average_start", 0),
     )
     return OnlineEM(online.init, online.step)
 
@@ -569,12 +579,19 @@ def _fit_online(
     num_restarts: int,
     restart_batch_size: int,
     average: bool,
+    average_start: int,
 ) -> OnlineFitResult:
     dtype = _data_dtype(x)
     n = num_rows(x)
     total_weight = jnp.asarray(n, dtype) if weights is None else jnp.sum(weights)
     size = total_weight if num_observations is None else jnp.asarray(num_observations, dtype)
-    online = _Online(model, _Constant(step_value) if schedule is None else schedule, size, average)
+    online = _Online(
+        model,
+        _Constant(step_value) if schedule is None else schedule,
+        size,
+        average,
+        average_start,
+    )
     keys = key[None] if num_restarts == 1 else jax.random.split(key, num_restarts)
     batch = restart_batch_size
     if init_params is None:  # (as jaxem.fit initialises its restarts)
@@ -641,6 +658,7 @@ _jitted_fit_online = jax.jit(
         "num_restarts",
         "restart_batch_size",
         "average",
+        "average_start",
     ),
 )
 
@@ -654,6 +672,7 @@ def fit_online(
     num_epochs: int = 10,
     step_size: Any = None,
     average: bool = False,
+    average_start: int | None = None,
     num_restarts: int = 1,
     weights: Any = None,
     init_params: Params | None = None,
@@ -693,6 +712,9 @@ def fit_online(
         :func:`online_em`).
       average: return the Polyak–Ruppert average of each restart's
         parameters over its steps instead of the last ones.
+      average_start: the step from which the average runs (default: half of
+        the steps, ``⌊num_epochs · ⌊n / batch_size⌋ / 2⌋``, so the average
+        covers the second half of the run).
       num_restarts: ``R >= 1`` restarts.
       weights: optional per-observation weights, ``(n,)``, non-negative.
       init_params: parameters to start from instead of ``model.init``: one set
@@ -734,6 +756,10 @@ def fit_online(
     num_epochs = check_int(num_epochs, "num_epochs", 1)
     num_restarts = check_int(num_restarts, "num_restarts", 1)
     average = _check_average(average)
+    num_steps = num_epochs * (n // batch_size)
+    if average_start is None:
+        average_start = num_steps // 2
+    average_start = check_int(average_start, "average_start", 0)
     schedule, step_value = _check_step_size(step_size)
     num_observations = _check_num_observations(num_observations)
     if init_params is not None:
@@ -758,5 +784,6 @@ def fit_online(
         num_restarts=num_restarts,
         restart_batch_size=restart_batch_size,
         average=average,
+        average_start=average_start,
     )
-    return result._replace(num_steps=num_epochs * (n // batch_size))
+    return result._replace(num_steps=num_steps)

@@ -53,7 +53,7 @@ def at(tree, index):
     return jax.tree.map(lambda leaf: leaf[index], tree)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "schedule", "average"))
+@functools.partial(jax.jit, static_argnames=("model", "schedule", "average", "average_start"))
 def run_steps(
     model,
     params,
@@ -64,6 +64,7 @@ def run_steps(
     *,
     schedule=None,
     average=False,
+    average_start=0,
 ):
     """``online_em`` steps over stacked ``batches`` (leading axis: steps), from
     ``init(params, batches[0])``: every state after a step, and every batch
@@ -73,6 +74,7 @@ def run_steps(
         step_size=schedule if step_size is None else step_size,
         num_observations=num_observations,
         average=average,
+        average_start=average_start,
     )
 
     def body(state, batch):
@@ -272,6 +274,32 @@ def test_running_statistics_follow_the_recursion_poisson():
             state.averaged.components.rates, np.mean(iterates, axis=0), rtol=1e-10
         )
         assert int(state.count) == t + 1
+
+
+@pytest.mark.usefixtures("x64")
+def test_average_starts_after_average_start_steps():
+    """With ``average_start = 1`` the average follows the parameters for the
+    first two steps, then is the mean of the iterates after steps 2 and 3."""
+    batches = poisson_data()
+    schedule = polynomial_step_size(exponent=0.7, offset=1.0)
+    plain, _ = run_steps(
+        POISSON, poisson_params(), batches, num_observations=200.0, schedule=schedule
+    )
+    late, _ = run_steps(
+        POISSON,
+        poisson_params(),
+        batches,
+        num_observations=200.0,
+        schedule=schedule,
+        average=True,
+        average_start=1,
+    )
+    rates = [at(plain, t).params.components.rates for t in range(3)]
+    for t in range(2):
+        np.testing.assert_allclose(at(late, t).averaged.components.rates, rates[t], rtol=1e-12)
+    np.testing.assert_allclose(
+        at(late, 2).averaged.components.rates, (rates[1] + rates[2]) / 2, rtol=1e-12
+    )
 
 
 @pytest.mark.usefixtures("x64")
