@@ -4,7 +4,7 @@ optional Gamma prior on the rates, for :class:`jaxem.Mixture`."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -13,15 +13,9 @@ from jaxem._numerics import exact_matmul
 from jaxem.models._component_checks import (
     check_data_values,
     check_matrix_data,
-    check_param_shape,
-    check_param_values,
-    check_params_type,
-    check_prior_number,
-    check_prior_pair,
     clip_rates,
-    gamma_log_density,
-    maximize_responsibilities,
 )
+from jaxem.models._gamma_rates import GammaRateComponent
 
 Array = jax.Array
 
@@ -48,7 +42,7 @@ class ExponentialStats(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Exponential:
+class Exponential(GammaRateComponent):
     """Independent exponential features, for :class:`jaxem.Mixture`
     (e.g. waiting times, durations).
 
@@ -87,21 +81,8 @@ class Exponential:
       (2, 3)
     """
 
-    prior_shape: float | None = None
-    prior_rate: float | None = None
-
-    def __post_init__(self):
-        owner = type(self).__name__
-        shape = check_prior_number(owner, "prior_shape", self.prior_shape, 1.0, inclusive=True)
-        rate = check_prior_number(owner, "prior_rate", self.prior_rate, 0.0, inclusive=False)
-        check_prior_pair(owner, ("prior_shape", "prior_rate"), (shape, rate))
-        object.__setattr__(self, "prior_shape", shape)
-        object.__setattr__(self, "prior_rate", rate)
-
-    @property
-    def has_prior(self) -> bool:
-        """Whether the component has a Gamma prior (MAP estimation)."""
-        return self.prior_shape is not None
+    params_type: ClassVar[type] = ExponentialParams
+    stats_type: ClassVar[type] = ExponentialStats
 
     # ------------------------------------------------------------------ checks
 
@@ -110,13 +91,6 @@ class Exponential:
         (values checked only when ``x`` is concrete)."""
         check_matrix_data(x, "Exponential")
         check_data_values(x, lambda a: a < 0, "Exponential", "non-negative", "negative")
-
-    def check_params(self, params: Any, x: Any, num_components: int) -> None:
-        """Raise for parameters of the wrong type or shape, or (when concrete)
-        rates that are not positive and finite."""
-        check_params_type(params, ExponentialParams)
-        check_param_shape(params.rates, "rates", num_components, x)
-        check_param_values(params.rates, "rates", lambda r: r > 0, "positive")
 
     # ------------------------------------------------------------- the contract
 
@@ -130,10 +104,6 @@ class Exponential:
         rates, log_rates = prepared
         return log_rates - exact_matmul(x, rates)
 
-    def statistics(self, x: Array, resp: Array, params: ExponentialParams) -> ExponentialStats:
-        """``Σ_i r_ik x_i`` ``(K, D)`` from weighted responsibilities ``(rows, K)``."""
-        return ExponentialStats(exact_matmul(resp.T, x))
-
     def maximize(
         self, stats: ExponentialStats, counts: Array, params: ExponentialParams | None
     ) -> ExponentialParams:
@@ -146,24 +116,8 @@ class Exponential:
             rates = counts[:, None] / sum_x  # inf where S = 0: clipped below
         return ExponentialParams(clip_rates(rates))
 
-    def initialize(self, x: Array, resp: Array, weights: Array | None) -> ExponentialParams:
-        """The M-step from unweighted responsibilities ``(n, K)``."""
-        return maximize_responsibilities(self, x, resp, weights)
-
-    def log_prior(self, params: ExponentialParams) -> Array:
-        """``Σ_kd log Gamma(λ_kd | α, β)`` (``0.0`` without a prior)."""
-        rates = params.rates
-        if not self.has_prior:
-            return jnp.zeros((), rates.dtype)
-        return gamma_log_density(rates, self.prior_shape, self.prior_rate)
-
     def sample(self, key: Array, params: ExponentialParams, labels: Array) -> Array:
         """One draw per label, ``(n, D)``, in the params' dtype."""
         rates = params.rates
         draws = jax.random.exponential(key, (labels.shape[0], rates.shape[-1]), rates.dtype)
         return draws / rates[labels]
-
-    def num_parameters(self, params: ExponentialParams) -> int:
-        """``K·D`` rates."""
-        k, dim = params.rates.shape[-2:]
-        return int(k * dim)

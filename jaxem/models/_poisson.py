@@ -4,7 +4,7 @@ Gamma prior on the rates, for :class:`jaxem.Mixture`."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -14,15 +14,9 @@ from jaxem._numerics import exact_matmul
 from jaxem.models._component_checks import (
     check_count_data,
     check_matrix_data,
-    check_param_shape,
-    check_param_values,
-    check_params_type,
-    check_prior_number,
-    check_prior_pair,
     clip_rates,
-    gamma_log_density,
-    maximize_responsibilities,
 )
+from jaxem.models._gamma_rates import GammaRateComponent
 
 Array = jax.Array
 
@@ -49,7 +43,7 @@ class PoissonStats(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Poisson:
+class Poisson(GammaRateComponent):
     """Independent Poisson counts per feature, for :class:`jaxem.Mixture`.
 
     ``log p(x_i | k) = Σ_d x_id log λ_kd − λ_kd − log(x_id!)``, for data
@@ -82,21 +76,8 @@ class Poisson:
       (2, 4)
     """
 
-    prior_shape: float | None = None
-    prior_rate: float | None = None
-
-    def __post_init__(self):
-        owner = type(self).__name__
-        shape = check_prior_number(owner, "prior_shape", self.prior_shape, 1.0, inclusive=True)
-        rate = check_prior_number(owner, "prior_rate", self.prior_rate, 0.0, inclusive=False)
-        check_prior_pair(owner, ("prior_shape", "prior_rate"), (shape, rate))
-        object.__setattr__(self, "prior_shape", shape)
-        object.__setattr__(self, "prior_rate", rate)
-
-    @property
-    def has_prior(self) -> bool:
-        """Whether the component has a Gamma prior (MAP estimation)."""
-        return self.prior_shape is not None
+    params_type: ClassVar[type] = PoissonParams
+    stats_type: ClassVar[type] = PoissonStats
 
     # ------------------------------------------------------------------ checks
 
@@ -105,13 +86,6 @@ class Poisson:
         counts (values checked only when ``x`` is concrete)."""
         check_matrix_data(x, "Poisson")
         check_count_data(x, "Poisson")
-
-    def check_params(self, params: Any, x: Any, num_components: int) -> None:
-        """Raise for parameters of the wrong type or shape, or (when concrete)
-        rates that are not positive and finite."""
-        check_params_type(params, PoissonParams)
-        check_param_shape(params.rates, "rates", num_components, x)
-        check_param_values(params.rates, "rates", lambda r: r > 0, "positive")
 
     # ------------------------------------------------------------- the contract
 
@@ -126,10 +100,6 @@ class Poisson:
         log_factorials = jnp.sum(gammaln(x + 1.0), axis=1)
         return exact_matmul(x, log_rates) - total_rates - log_factorials[:, None]
 
-    def statistics(self, x: Array, resp: Array, params: PoissonParams) -> PoissonStats:
-        """``Σ_i r_ik x_i`` ``(K, D)`` from weighted responsibilities ``(rows, K)``."""
-        return PoissonStats(exact_matmul(resp.T, x))
-
     def maximize(
         self, stats: PoissonStats, counts: Array, params: PoissonParams | None
     ) -> PoissonParams:
@@ -142,23 +112,7 @@ class Poisson:
             rates = sum_x / counts[:, None]
         return PoissonParams(clip_rates(rates))
 
-    def initialize(self, x: Array, resp: Array, weights: Array | None) -> PoissonParams:
-        """The M-step from unweighted responsibilities ``(n, K)``."""
-        return maximize_responsibilities(self, x, resp, weights)
-
-    def log_prior(self, params: PoissonParams) -> Array:
-        """``Σ_kd log Gamma(λ_kd | α, β)`` (``0.0`` without a prior)."""
-        rates = params.rates
-        if not self.has_prior:
-            return jnp.zeros((), rates.dtype)
-        return gamma_log_density(rates, self.prior_shape, self.prior_rate)
-
     def sample(self, key: Array, params: PoissonParams, labels: Array) -> Array:
         """One draw per label: counts ``(n, D)`` in the params' (floating) dtype."""
         rates = params.rates
         return jax.random.poisson(key, rates[labels]).astype(rates.dtype)
-
-    def num_parameters(self, params: PoissonParams) -> int:
-        """``K·D`` rates."""
-        k, dim = params.rates.shape[-2:]
-        return int(k * dim)
