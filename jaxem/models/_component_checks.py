@@ -106,6 +106,23 @@ def check_param_shape(value: Any, name: str, num_components: int, x: Any) -> Non
         )
 
 
+def check_param_fields(params: Any, expected: dict[str, tuple[int, ...]], context: str) -> bool:
+    """Raise ``ValueError`` for a field of ``params`` whose shape is not the
+    expected one (the message ends with "for {context}"), or, when every
+    field is concrete, that holds NaN or inf. Returns whether the fields are
+    concrete (so value checks of the family's own can follow)."""
+    for name, shape in expected.items():
+        got = tuple(jnp.shape(getattr(params, name)))
+        if got != shape:
+            raise ValueError(f"params.{name} must have shape {shape} for {context}; got {got}")
+    if not all(is_concrete(leaf) for leaf in params):
+        return False
+    for name in expected:
+        if not bool(jnp.all(jnp.isfinite(getattr(params, name)))):
+            raise ValueError(f"params.{name} contains NaN or inf")
+    return True
+
+
 def check_param_values(
     value: Any, name: str, valid_fn: Callable[[np.ndarray], np.ndarray], requirement: str
 ) -> None:

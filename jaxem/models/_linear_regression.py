@@ -29,7 +29,7 @@ from jaxem._numerics import (
     sum_over_blocks,
     symmetrize,
 )
-from jaxem._validation import is_concrete
+from jaxem.models._component_checks import check_param_fields
 
 Array = jax.Array
 
@@ -239,20 +239,10 @@ class LinearRegression:
         non-zero intercepts with ``fit_intercept=False``."""
         if not isinstance(params, LinearRegressionParams):
             raise TypeError(f"params must be a LinearRegressionParams; got {type(params).__name__}")
-        expected = self._shapes(x, num_components)
         described = "one target" if x[1].ndim == 1 else f"T={x[1].shape[-1]} targets"
-        for name, shape in expected.items():
-            got = tuple(jnp.shape(getattr(params, name)))
-            if got != shape:
-                raise ValueError(
-                    f"params.{name} must have shape {shape} for num_components={num_components}, "
-                    f"P={x[0].shape[-1]} inputs and {described}; got {got}"
-                )
-        if not all(is_concrete(leaf) for leaf in params):
+        context = f"num_components={num_components}, P={x[0].shape[-1]} inputs and {described}"
+        if not check_param_fields(params, self._shapes(x, num_components), context):
             return
-        for name in expected:
-            if not bool(jnp.all(jnp.isfinite(getattr(params, name)))):
-                raise ValueError(f"params.{name} contains NaN or inf")
         if bool(jnp.any(params.variances <= 0)):
             raise ValueError("params.variances must be positive")
         if not self.fit_intercept and bool(jnp.any(params.intercepts != 0)):

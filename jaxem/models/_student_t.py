@@ -32,8 +32,7 @@ from jaxem._numerics import (
     inverse_cholesky_transpose,
     symmetrize,
 )
-from jaxem._validation import is_concrete
-from jaxem.models._component_checks import check_matrix_data
+from jaxem.models._component_checks import check_matrix_data, check_param_fields
 from jaxem.models._gaussian import _one_product_per_component
 
 Array = jax.Array
@@ -294,18 +293,8 @@ class StudentT:
             "scales": (k, dim, dim),
             "degrees_of_freedom": (k,),
         }
-        for name, shape in expected.items():
-            got = tuple(jnp.shape(getattr(params, name)))
-            if got != shape:
-                raise ValueError(
-                    f"params.{name} must have shape {shape} for num_components={k}, D={dim}; "
-                    f"got {got}"
-                )
-        if not all(is_concrete(leaf) for leaf in params):
+        if not check_param_fields(params, expected, f"num_components={k}, D={dim}"):
             return
-        for name in expected:
-            if not bool(jnp.all(jnp.isfinite(getattr(params, name)))):
-                raise ValueError(f"params.{name} contains NaN or inf")
         scales = np.asarray(params.scales, dtype=float)
         if not np.allclose(scales, np.swapaxes(scales, -1, -2), rtol=1e-5, atol=0):
             raise ValueError("params.scales must be symmetric")
