@@ -75,6 +75,9 @@ import jaxem
 # Private, read only to report which strategy ``restart_batch_size=None`` picks.
 from jaxem._driver import _auto_restart_batch_size
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _json import jsonable as _jsonable
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 REG_COVAR = 1e-6
@@ -994,19 +997,6 @@ def format_calibration(cells: list[dict[str, Any]], batch_sizes: Sequence[int]) 
 
 
 # --------------------------------------------------------------------- main
-
-
-def _jsonable(value: Any) -> Any:
-    """NaN/inf to ``None``, recursively, so the JSON is strict."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    return value
 
 
 def default_output(mode: str, quick: bool) -> Path:

@@ -70,6 +70,8 @@ from jax import lax
 import jaxem
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _json import jsonable
+
 # gmm.py's helpers (machine, versions, JSON) are imported in the parent only
 # (``_gmm_helpers``), so the workers, whose memory is measured, do not load
 # scikit-learn.
@@ -714,21 +716,8 @@ def run_worker(part: str, spec: dict[str, Any], env: dict[str, str] | None = Non
 
 def worker_main(part: str, spec_json: str) -> int:
     result = WORKERS[part](json.loads(spec_json))
-    print(RESULT_MARKER + json.dumps(_plain(result)), flush=True)
+    print(RESULT_MARKER + json.dumps(jsonable(result)), flush=True)
     return 0
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars to Python, NaN/inf to ``None`` (strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return _plain(value.item())
-    return value
 
 
 # ----------------------------------------------------------------- tables
@@ -912,7 +901,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     suffix = "-quick" if args.quick else ""
     out = args.out or gmm.RESULTS_DIR / f"scale-{host}-{jax.default_backend()}-{date}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(gmm._jsonable(report), indent=1, allow_nan=False) + "\n")
+    out.write_text(json.dumps(jsonable(report), indent=1, allow_nan=False) + "\n")
     print(f"wrote {out}")
     return 0
 
