@@ -22,7 +22,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from jaxem._numerics import num_rows, sum_over_blocks, tree_all_finite
+from jaxem._numerics import num_rows, sum_over_blocks, tree_all_finite, zeros_like_shapes
 from jaxem._validation import (
     as_float_array,
     check_finite,
@@ -476,8 +476,7 @@ def _fit(
     shapes = jax.eval_shape(
         lambda p: _objective(model, p, x, weights, total_weight, plan)[0], single
     )
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    states = _initial_states(params, zeros, dtype, num_restarts, max_iter)
+    states = _initial_states(params, zeros_like_shapes(shapes), dtype, num_restarts, max_iter)
     step = functools.partial(
         _iterate,
         model,
@@ -815,16 +814,9 @@ def _check_data(model, x, weights):
         leaves = [as_float_array(leaf, f"x[{i}]") for i, leaf in enumerate(x)]
         dtype = jnp.result_type(*leaves)
         leaves = [leaf.astype(dtype) for leaf in leaves]
-        for i, leaf in enumerate(leaves):
-            if leaf.ndim == 0:
-                raise ValueError(f"x[{i}] must have a leading observation axis; got a scalar")
-            if leaf.shape[0] != leaves[0].shape[0]:
-                raise ValueError(
-                    f"x[{i}] has {leaf.shape[0]} rows but x[0] has {leaves[0].shape[0]}: every "
-                    "array in x needs one row per observation"
-                )
-        x = tuple(leaves)
         names = [f"x[{i}]" for i in range(len(leaves))]
+        check_common_rows(leaves, names)
+        x = tuple(leaves)
     else:
         x = as_float_array(x, "x")
         leaves, names = [x], ["x"]
@@ -836,6 +828,19 @@ def _check_data(model, x, weights):
     if weights is not None:
         weights = check_weights(weights, num_rows(x), _data_dtype(x))
     return x, weights
+
+
+def check_common_rows(leaves: list[Any], names: list[str]) -> None:
+    """Raise ``ValueError`` unless every array has a leading (observation)
+    axis of the same length as the first."""
+    for leaf, name in zip(leaves, names, strict=True):
+        if leaf.ndim == 0:
+            raise ValueError(f"{name} must have a leading observation axis; got a scalar")
+        if leaf.shape[0] != leaves[0].shape[0]:
+            raise ValueError(
+                f"{name} has {leaf.shape[0]} rows but x[0] has {leaves[0].shape[0]}: every "
+                "array in x needs one row per observation"
+            )
 
 
 def _shape_of(x: Any) -> Any:

@@ -208,6 +208,12 @@ def map_over_blocks(
     return out
 
 
+def zeros_like_shapes(shapes: Any) -> Any:
+    """Zero arrays with the shapes and dtypes of a pytree of
+    ``jax.ShapeDtypeStruct`` (e.g. from ``jax.eval_shape``)."""
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
 def tree_all_finite(tree: Any) -> Array:
     """A scalar boolean: every leaf of ``tree`` is finite (True for no leaves)."""
     leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]

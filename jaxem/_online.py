@@ -52,7 +52,7 @@ from jaxem._driver import (
     _params_finite,
 )
 from jaxem._driver import _model_e_step as _e_step
-from jaxem._numerics import num_rows, tree_all_finite
+from jaxem._numerics import num_rows, tree_all_finite, zeros_like_shapes
 from jaxem._validation import check_int, check_key, is_concrete
 
 Array = jax.Array
@@ -342,7 +342,7 @@ def _as_float_data(x: Any) -> Any:
 
 def _zeros_like_stats(model, params: Params, x_batch: Any) -> Any:
     shapes = jax.eval_shape(lambda p, x: _e_step(model, p, x, None)[0], params, x_batch)
-    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    return zeros_like_shapes(shapes)
 
 
 @dataclasses.dataclass(frozen=True)

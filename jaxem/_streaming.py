@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem import _driver
+from jaxem._numerics import num_rows, zeros_like_shapes
 from jaxem._validation import as_float_array, check_weights
 
 Array = jax.Array
@@ -47,10 +48,6 @@ def _rebuild(x: Any, leaves: list[Any]) -> Any:
     return tuple(leaves) if isinstance(x, tuple) else leaves[0]
 
 
-def _rows(x: Any) -> int:
-    return _leaves(x)[0].shape[0]
-
-
 def _float_dtype(leaves: list[Any]) -> Any:
     """The floating dtype ``fit`` would use for these arrays (as_float_array's
     rules on a one-row slice, so nothing large is converted)."""
@@ -64,15 +61,8 @@ class _ArraySource:
 
     def __init__(self, x: Any, weights: Any, chunk_size: int):
         leaves = [np.asarray(leaf) if isinstance(leaf, list) else leaf for leaf in _leaves(x)]
-        for i, leaf in enumerate(leaves):
-            name = f"x[{i}]" if isinstance(x, tuple) else "x"
-            if leaf.ndim == 0:
-                raise ValueError(f"{name} must have a leading observation axis; got a scalar")
-            if leaf.shape[0] != leaves[0].shape[0]:
-                raise ValueError(
-                    f"{name} has {leaf.shape[0]} rows but x[0] has {leaves[0].shape[0]}: "
-                    "every array in x needs one row per observation"
-                )
+        names = [f"x[{i}]" for i in range(len(leaves))] if isinstance(x, tuple) else ["x"]
+        _driver.check_common_rows(leaves, names)
         self.x = _rebuild(x, leaves)
         self.num_rows = leaves[0].shape[0]
         if self.num_rows == 0:
@@ -150,7 +140,7 @@ class _Checker:
         self.first = None
 
     def __call__(self, chunk: _Chunk) -> None:
-        rows = _rows(chunk.x)
+        rows = num_rows(chunk.x)
         where = f"chunk {chunk.index} (rows {chunk.start}:{chunk.start + rows})"
         shapes = [leaf.shape[1:] for leaf in _leaves(chunk.x)]
         if self.first is None:
@@ -175,7 +165,7 @@ class _Checker:
         if check is None:
             return
         x = chunk.x
-        if chunk is not self.first and rows < _rows(self.first.x):
+        if chunk is not self.first and rows < num_rows(self.first.x):
             # Count checks (e.g. at least K rows) are about the whole data:
             # check a short chunk together with the first, which passed.
             x = jax.tree.map(lambda a, b: np.concatenate([a, b]), self.first.x, x)
@@ -229,10 +219,6 @@ def _finish(model, states, params, stats, log_lik, total_weight, tol, max_iter):
 
 
 _jitted_finish = jax.jit(_finish, static_argnums=(0, 7))
-
-
-def _zeros(shapes: Any) -> Any:
-    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
 # ------------------------------------------------------------------ the fit
@@ -295,7 +281,7 @@ def fit_stream(
     dtype = _driver._data_dtype(first_x)
     tol = jnp.asarray(tol, dtype)
     shapes = jax.eval_shape(lambda p: _chunk_e_step(model, p, first_x, first_w), params)
-    zero_stats, zero_log_lik = _zeros(shapes)
+    zero_stats, zero_log_lik = zeros_like_shapes(shapes)
     single = jax.tree.map(lambda leaf: leaf[0], zero_stats)
     states = _driver._initial_states(params, single, dtype, num_restarts, max_iter)
 
@@ -311,7 +297,7 @@ def fit_stream(
             x_chunk = jax.device_put(chunk.x)
             w_chunk = None if chunk.weights is None else jax.device_put(chunk.weights)
             total = _add(total, _jitted_chunk_e_step(model, params, x_chunk, w_chunk))
-            rows += _rows(chunk.x)
+            rows += num_rows(chunk.x)
             in_flight.append(total)
             if len(in_flight) > _IN_FLIGHT:
                 jax.block_until_ready(in_flight.pop(0))
