@@ -138,7 +138,7 @@ def run_gem_vs_closed(quick: bool, repeats: int) -> list[dict[str, Any]]:
         with x64(dtype):
             x = jnp.asarray(data.astype(dtype))
             closed = jaxem.GaussianMixture(k, reg_covar=0.0)
-            closed_params = jaxem.GaussianMixtureParams(
+            closed_params = jaxem.models.GaussianMixtureParams(
                 *(
                     jnp.asarray(getattr(start, f).astype(dtype))
                     for f in ("weights", "means", "covariances")
@@ -152,7 +152,7 @@ def run_gem_vs_closed(quick: bool, repeats: int) -> list[dict[str, Any]]:
             runners = {}
             for name, (model, params) in variants.items():
                 if params is None:
-                    params = model.wrap(GMMParams(*closed_params[:3]))
+                    params = GMMParams(*closed_params[:3])
                     variants[name] = (model, params)
                 runners[name] = Runner(fit_runner(model, x, params), check_ran)
             print(f"  gem-vs-closed {dtype}: {', '.join(runners)}", file=sys.stderr, flush=True)
@@ -219,11 +219,11 @@ def run_moe(quick: bool, repeats: int) -> list[dict[str, Any]]:
         with x64(dtype):
             cases = {
                 "linear experts": (
-                    jaxem.MixtureOfExperts(k, expert="linear"),
+                    jaxem.MixtureOfExperts(jaxem.LinearRegression(), k),
                     (jnp.asarray(inputs.astype(dtype)), jnp.asarray(targets.astype(dtype))),
                 ),
                 "softmax experts": (
-                    jaxem.MixtureOfExperts(k, expert="softmax", num_classes=3),
+                    jaxem.MixtureOfExperts(jaxem.SoftmaxRegression(3), k),
                     (jnp.asarray(inputs.astype(dtype)), jnp.asarray(labels.astype(dtype))),
                 ),
             }

@@ -73,7 +73,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import jaxem
 
 # Private, read only to report which strategy ``restart_batch_size=None`` picks.
-from jaxem._driver import _auto_restart_batch_size
+from jaxem._engine import auto_restart_batch_size as _auto_restart_batch_size
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _json import jsonable as _jsonable
@@ -292,7 +292,7 @@ def start_values(
     return StartValues(weights, means, covariances, precisions)
 
 
-def jaxem_params(starts: Sequence[StartValues], dtype: str) -> jaxem.GaussianMixtureParams:
+def jaxem_params(starts: Sequence[StartValues], dtype: str) -> jaxem.models.GaussianMixtureParams:
     """jaxem parameters in ``dtype``: one set, or stacked over restarts."""
 
     def leaf(name: str) -> jax.Array:
@@ -300,7 +300,7 @@ def jaxem_params(starts: Sequence[StartValues], dtype: str) -> jaxem.GaussianMix
         array = values[0] if len(values) == 1 else np.stack(values)
         return jnp.asarray(array.astype(dtype))
 
-    return jaxem.GaussianMixtureParams(leaf("weights"), leaf("means"), leaf("covariances"))
+    return jaxem.models.GaussianMixtureParams(leaf("weights"), leaf("means"), leaf("covariances"))
 
 
 # ------------------------------------------------------------------ timing
@@ -468,7 +468,7 @@ def check_sklearn(model: SklearnGaussianMixture, m: int) -> None:
 def jaxem_runner(
     model: jaxem.GaussianMixture,
     x: jax.Array,
-    params: jaxem.GaussianMixtureParams,
+    params: jaxem.models.GaussianMixtureParams,
     *,
     num_restarts: int = 1,
     restart_batch_size: int | None = None,

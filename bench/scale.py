@@ -8,7 +8,7 @@ that peak memory is the part's own and ``XLA_FLAGS`` can differ:
   (320 MB of data, written to a ``.npy`` file in a temporary directory), fitted
   with ``tol=0`` from a start computed beforehand on a 10⁵-row subsample, in
   three modes, each in its own process: ``memmap-stream`` (``np.load(path,
-  mmap_mode="r")`` and ``jaxem.fit(..., chunk_size=C)``: host streaming),
+  mmap_mode="r")`` and ``jaxem.fit(..., stream=True, chunk_size=C)``: host streaming),
   ``device-chunked`` (the data as one JAX array, ``chunk_size=C``: chunks
   visited inside the compiled loop) and ``device-full`` (JAX array, no
   ``chunk_size``). Reported: seconds per EM iteration (slope between two
@@ -194,9 +194,9 @@ def write_start(data_path: Path, out: Path, subsample: int, seed: int) -> None:
     np.savez(out, weights=start.weights, means=start.means, covariances=start.covariances)
 
 
-def load_start(path: str, dtype=jnp.float32) -> jaxem.GaussianMixtureParams:
+def load_start(path: str, dtype=jnp.float32) -> jaxem.models.GaussianMixtureParams:
     saved = np.load(path)
-    return jaxem.GaussianMixtureParams(
+    return jaxem.models.GaussianMixtureParams(
         *(jnp.asarray(saved[name], dtype) for name in ("weights", "means", "covariances"))
     )
 
@@ -339,6 +339,8 @@ def memory_worker(spec: dict[str, Any]) -> dict[str, Any]:
     model = jaxem.GaussianMixture(K)
     key = jax.random.key(0)
     options = {} if mode == "device-full" else {"chunk_size": chunk_size}
+    if mode == "memmap-stream":
+        options["stream"] = True
 
     def run(m: int, tol: float):
         return jaxem.fit(

@@ -10,12 +10,22 @@ on CPU, GPU or TPU.
 >>> result = jaxem.fit(model, x, key=jax.random.key(0), num_restarts=8)
 >>> result.params.weights.shape
 (2,)
+
+The top level holds what a user calls: the fitting functions, the latent
+structures (:class:`Mixture`, :class:`GaussianMixture`,
+:class:`MixtureOfExperts`, :class:`LogJointModel`), the component families
+they are built from, the two contracts (:class:`Model`, :class:`Component`)
+and :class:`PerObservation`, criteria and datasets. Parameter and statistics
+types live in :mod:`jaxem.models` and :mod:`jaxem.models.components`; pure
+inference functions in :mod:`jaxem.inference`; generalized EM in
+:mod:`jaxem.gem`; scikit-learn-style estimators in :mod:`jaxem.estimators`.
 """
 
-from jaxem import gem
+from jaxem import gem, inference, models
 from jaxem._criteria import aic, bic
 from jaxem._datasets import load_faithful
-from jaxem._driver import EMInfo, EMState, FitResult, em_step, fit
+from jaxem._driver import em_step, fit
+from jaxem._engine import EMInfo, FitResult
 from jaxem._model import Model
 from jaxem._online import (
     OnlineEM,
@@ -25,110 +35,61 @@ from jaxem._online import (
     online_em,
     polynomial_step_size,
 )
-from jaxem.models import (
-    Bernoulli,
-    BernoulliParams,
-    BernoulliStats,
-    Categorical,
-    CategoricalParams,
-    CategoricalStats,
-    Component,
-    Exponential,
-    ExponentialParams,
-    ExponentialStats,
-    Gaussian,
-    GaussianMixture,
-    GaussianMixtureParams,
-    GaussianMixturePrior,
-    GaussianMixturePriorParams,
-    GaussianMixtureStats,
-    GaussianParams,
-    GaussianPrior,
-    GaussianPriorParams,
-    GaussianStats,
-    LinearRegression,
-    LinearRegressionParams,
-    LinearRegressionStats,
-    LogJointModel,
-    LogJointParams,
-    LogJointStats,
-    Mixture,
-    MixtureOfExperts,
-    MixtureOfExpertsOptimizerState,
-    MixtureOfExpertsParams,
-    MixtureOfExpertsStats,
-    MixtureOfLogisticRegressions,
-    MixtureOfLogisticRegressionsParams,
-    MixtureOfLogisticRegressionsStats,
-    MixtureParams,
-    MixtureStats,
-    Poisson,
-    PoissonParams,
-    PoissonStats,
-    StudentT,
-    StudentTParams,
-    StudentTStats,
+from jaxem._stats import PerObservation
+from jaxem.models._experts import MixtureOfExperts
+from jaxem.models._gaussian_mixture import GaussianMixture, GaussianMixturePrior
+from jaxem.models._log_joint import LogJointModel
+from jaxem.models._mixture import Mixture
+from jaxem.models.components._bernoulli import Bernoulli
+from jaxem.models.components._categorical import Categorical
+from jaxem.models.components._component import Component
+from jaxem.models.components._exponential import Exponential
+from jaxem.models.components._gaussian import Gaussian, GaussianPrior
+from jaxem.models.components._gradient import (
+    LogisticRegression,
+    PoissonRegression,
+    SoftmaxRegression,
 )
+from jaxem.models.components._linear_regression import LinearRegression
+from jaxem.models.components._poisson import Poisson
+from jaxem.models.components._student_t import StudentT
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Bernoulli",
-    "BernoulliParams",
-    "BernoulliStats",
     "Categorical",
-    "CategoricalParams",
-    "CategoricalStats",
     "Component",
     "EMInfo",
-    "EMState",
     "Exponential",
-    "ExponentialParams",
-    "ExponentialStats",
     "FitResult",
     "Gaussian",
     "GaussianMixture",
-    "GaussianMixtureParams",
     "GaussianMixturePrior",
-    "GaussianMixturePriorParams",
-    "GaussianMixtureStats",
-    "GaussianParams",
     "GaussianPrior",
-    "GaussianPriorParams",
-    "GaussianStats",
     "LinearRegression",
-    "LinearRegressionParams",
-    "LinearRegressionStats",
     "LogJointModel",
-    "LogJointParams",
-    "LogJointStats",
+    "LogisticRegression",
     "Mixture",
     "MixtureOfExperts",
-    "MixtureOfExpertsOptimizerState",
-    "MixtureOfExpertsParams",
-    "MixtureOfExpertsStats",
-    "MixtureOfLogisticRegressions",
-    "MixtureOfLogisticRegressionsParams",
-    "MixtureOfLogisticRegressionsStats",
-    "MixtureParams",
-    "MixtureStats",
     "Model",
     "OnlineEM",
     "OnlineEMState",
     "OnlineFitResult",
+    "PerObservation",
     "Poisson",
-    "PoissonParams",
-    "PoissonStats",
+    "PoissonRegression",
+    "SoftmaxRegression",
     "StudentT",
-    "StudentTParams",
-    "StudentTStats",
     "aic",
     "bic",
     "em_step",
     "fit",
     "fit_online",
     "gem",
+    "inference",
     "load_faithful",
+    "models",
     "online_em",
     "polynomial_step_size",
 ]

@@ -1,95 +1,184 @@
-"""The model contract: what ``jaxem.fit`` needs from a latent-variable model."""
+"""The model contract (version 2): what ``jaxem.fit`` needs from a latent-variable model.
+
+This module is the authority on the contract. A model is an immutable,
+hashable object holding configuration only; parameters are a pytree of arrays
+passed explicitly; every method is a pure function written for one restart
+and one dataset, unjitted, so it composes with ``jax.jit``, ``jax.vmap`` and
+``jax.grad``.
+
+- **One M-step signature** for closed forms and gradient steps:
+  ``m_step(stats, params, m_step_state) -> (params, m_step_state)``. The
+  M-step state (an optimizer's moments or curvature pairs, for warm starts)
+  is carried by the driver *beside* the parameters, never inside them;
+  closed forms carry an empty state ``()``.
+- **Statistics** are additive pytrees, or parts typed
+  :class:`~jaxem.PerObservation` (one row per observation, concatenated
+  across pieces of the data, e.g. the posteriors a gradient M-step needs).
+  Nothing else tells the engine how to split rows.
+- **Each model checks its own data**, including NaN and inf: a model that
+  handles missing values accepts NaN as "missing".
+- **Weights** are per-observation weights that every statistic honours.
+
+Optional methods have defaults, given by subclassing :class:`Model` (as
+jaxem's own models do) or, for a model that does not, filled in once at the
+boundary by :func:`as_model` (as optax fills in ``with_extra_args_support``):
+the driver then calls every method unconditionally.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
 from typing import Any, Protocol, runtime_checkable
 
 import jax
+import jax.numpy as jnp
+
+from jaxem._validation import check_finite_data, is_concrete
 
 Array = jax.Array
-Params = Any  # a NamedTuple pytree of arrays
-Stats = Any  # a pytree of arrays that add up across observations
+Params = Any  # a pytree of arrays (jaxem's models use NamedTuples)
+Stats = Any  # additive arrays and PerObservation parts
+MStepState = Any  # () for closed-form M-steps
+
+REQUIRED = ("init", "e_step", "m_step", "log_prob", "posterior", "log_prior")
+OPTIONAL = ("check_data", "check_params", "init_m_step_state", "shift_stats", "diagnose")
+
+
+def check_finite_params(params: Any) -> None:
+    """Raise ``ValueError`` if concrete parameters hold NaN or inf, naming
+    the offending leaf by its path."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if is_concrete(leaf) and jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            if not bool(jnp.all(jnp.isfinite(leaf))):
+                raise ValueError(
+                    f"params{jax.tree_util.keystr(path)} contains NaN or inf: starting "
+                    "parameters must be finite"
+                )
 
 
 @runtime_checkable
 class Model(Protocol):
-    """A latent-variable model, as the EM driver sees it.
+    """A latent-variable model, as the EM driver sees it (contract version 2).
 
-    A model is an immutable, hashable object that holds only configuration
-    (number of components, covariance type, priors, ...). Parameters are a
-    NamedTuple pytree of arrays passed explicitly, so changing configuration
-    recompiles and changing parameter values never does. Every method is a
-    pure function written for one restart and one dataset, unjitted, so it
-    composes with ``jax.jit``, ``jax.vmap`` and ``jax.grad``.
-
-    Optional methods, used by the driver when present:
-
-    - ``check_data(x)``: raise ``ValueError``/``TypeError`` for data of the
-      wrong rank or feature count, or too few observations (shapes only; it
-      runs at trace time).
-    - ``check_params(params, x)``: raise for parameters of the wrong
-      structure or shape; value checks only on concrete arrays.
-    - ``diagnose(stats, params)``: a mapping of boolean arrays describing
-      value-dependent problems (e.g. ``"collapsed"``: components that lost all
-      their mass), reported on the fit's result.
-    - ``is_finite(params)``: a scalar boolean, whether the fitted parameters
-      are finite (default: every leaf); models whose params carry auxiliary
-      state that may hold inf (a GEM optimizer's line-search state) define it.
-    - ``m_step_uses_data = True`` (a class attribute): the M-step needs the
-      data, and the driver calls ``m_step(stats, params, x, weights)``. GEM
-      models, whose ``Q`` is a sum over observations of a function of
-      ``θ`` with the posterior held fixed, use it.
-    - ``stats_per_observation = True`` (a class attribute): the statistics
-      are arrays with one row per observation (e.g. the responsibilities a
-      GEM M-step needs); chunked and sharded E-steps concatenate them
-      instead of adding them.
-    - ``shift_stats(stats, from_params, to_params)``: statistics computed
-      under ``from_params`` re-expressed about ``to_params`` (what the E-step
-      would return with the same posterior had it taken its moments about
-      ``to_params``). Models whose statistics are taken about the parameters
-      (moments about the current means, so the M-step does not cancel) define
-      it; online EM (:func:`jaxem.online_em`) moves its running statistics
-      with it after every M-step. Statistics that depend on the parameters only
-      through the posterior need none.
+    Subclass it to get the defaults of the optional methods; any object with
+    the required methods works too (the driver fills in the defaults).
 
     Data ``x`` is an ``(n, D)`` array, or a tuple of arrays with a common
     leading axis ``n`` (e.g. ``(inputs, targets)`` for regressions).
     """
 
-    def init(self, key: Array, x: Array) -> Params:
-        """Initial parameters for one restart, from data ``x`` of shape ``(n, D)``."""
+    # ----------------------------------------------------------- required
+
+    def init(self, key: Array, x: Any, weights: Array | None = None) -> Params:
+        """Initial parameters for one restart, from data ``x`` (and optional
+        ``(n,)`` observation weights)."""
         ...
 
-    def e_step(self, params: Params, x: Array, weights: Array | None = None) -> tuple[Stats, Array]:
-        """Additive expected sufficient statistics, and the summed (weighted)
-        observed-data log-likelihood of ``x`` under ``params`` (a scalar)."""
+    def e_step(self, params: Params, x: Any, weights: Array | None = None) -> tuple[Stats, Array]:
+        """Expected sufficient statistics under ``params`` (additive, or typed
+        :class:`~jaxem.PerObservation` with the data attached), and the summed
+        (weighted) observed-data log-likelihood, a scalar."""
         ...
 
-    def m_step(self, stats: Stats, params: Params) -> Params:
-        """``argmax_θ Q(θ, θ_old) + log p(θ)`` from the statistics; ``params``
-        are the parameters the statistics were computed under."""
+    def m_step(
+        self, stats: Stats, params: Params, m_step_state: MStepState
+    ) -> tuple[Params, MStepState]:
+        """``argmax_θ Q(θ, θ_old) + log p(θ)`` (closed form), or an
+        improvement of it (a gradient M-step), from the statistics computed
+        under ``params``; returns the new parameters and M-step state."""
         ...
 
-    def log_prob(self, params: Params, x: Array) -> Array:
-        """Per-observation log p(x_i), shape ``(n,)``."""
+    def log_prob(self, params: Params, x: Any) -> Array:
+        """Per-observation ``log p(x_i)``, shape ``(n,)``."""
         ...
 
-    def posterior(self, params: Params, x: Array) -> Array:
+    def posterior(self, params: Params, x: Any) -> Array:
         """Posterior over the latent variable per observation, e.g. ``(n, K)``."""
         ...
 
     def log_prior(self, params: Params) -> Array:
-        """log p(θ), a scalar; ``0.0`` when the model has no prior."""
+        """``log p(θ)``, a scalar; ``0.0`` when the model has no prior."""
         ...
 
     def sample(self, key: Array, params: Params, n: int) -> Any:
-        """``n`` draws from the model."""
+        """``n`` draws from the model (conditional models raise ``TypeError``
+        and offer ``sample_targets``)."""
         ...
 
     def num_parameters(self, params: Params) -> int:
         """Number of free parameters (for BIC and AIC)."""
         ...
 
+    # ------------------------------------------------- optional (defaults)
 
-Diagnostics = Mapping[str, Array]
+    def check_data(self, x: Any) -> Array:
+        """Raise ``ValueError``/``TypeError`` for data the model cannot take
+        (shapes always; values, such as NaN where the model takes no missing
+        values, only when ``x`` is concrete). Returns a scalar boolean: whether
+        the values are valid (the driver reports its negation as
+        ``invalid_input`` when ``fit`` runs under a user's ``jit``).
+
+        Default: every value must be finite.
+        """
+        return check_finite_data(x)
+
+    def check_params(self, params: Params, x: Any) -> None:
+        """Raise for parameters of the wrong structure, shape or value (values
+        only for concrete arrays). Default: every leaf must be finite."""
+        check_finite_params(params)
+
+    def init_m_step_state(self, params: Params) -> MStepState:
+        """The M-step state to start from at ``params`` (``()`` by default:
+        a closed-form M-step keeps none)."""
+        return ()
+
+    def shift_stats(self, stats: Stats, from_params: Params, to_params: Params) -> Stats:
+        """``stats`` computed under ``from_params`` re-expressed about
+        ``to_params``. Statistics taken about the parameters (moments about
+        the current means, so that the M-step does not cancel) must define it;
+        online EM moves its running statistics with it after every M-step.
+        Default: the identity (statistics that depend on the parameters only
+        through the posterior)."""
+        return stats
+
+    def diagnose(self, stats: Stats, params: Params) -> dict[str, Array]:
+        """Value-dependent problems as boolean arrays (e.g. ``"collapsed"``:
+        components that lost all their mass), reported on the fit's result.
+        Default: none."""
+        return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Completed:
+    """A model that is not a :class:`Model` subclass, with the optional
+    methods it lacks filled in by the defaults (hashable by the model)."""
+
+    model: Any
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "model":  # (not yet set: dataclass initialisation)
+            raise AttributeError(name)
+        if hasattr(self.model, name):
+            return getattr(self.model, name)
+        if name in OPTIONAL:
+            return getattr(Model, name).__get__(self.model)
+        raise AttributeError(f"{type(self.model).__name__} has no attribute {name!r}")
+
+
+def as_model(model: Any) -> Any:
+    """``model`` with every method of the contract: itself for a
+    :class:`Model` subclass, else wrapped so that missing optional methods
+    take their defaults.
+
+    Raises:
+      TypeError: ``model`` lacks a required method.
+    """
+    missing = [name for name in REQUIRED if not callable(getattr(model, name, None))]
+    if missing:
+        raise TypeError(
+            f"model must implement the jaxem.Model contract; {type(model).__name__} has no "
+            f"{', '.join(repr(name) for name in missing)}"
+        )
+    if Model in type(model).__mro__ or all(hasattr(model, name) for name in OPTIONAL):
+        return model
+    return _Completed(model)

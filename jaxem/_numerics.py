@@ -140,50 +140,6 @@ def num_rows(data: Any) -> int:
     return jax.tree.leaves(data)[0].shape[0]
 
 
-def _rows(data: Any, start: Any, size: int) -> Any:
-    """Rows ``start : start + size`` of every leaf of ``data`` (``None`` stays)."""
-    return jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, start, size, axis=0), data)
-
-
-def sum_over_blocks(
-    fn: Callable[..., Any],
-    arrays: tuple[Any, ...],
-    block_size: int,
-) -> Any:
-    """``Σ_b fn(*block_b)`` over row blocks of ``arrays``, without a Python loop.
-
-    The blocks are visited with ``lax.scan`` (plus one statically-shaped
-    remainder block), so temporaries are ``O(block_size)`` rows, whatever the
-    number of rows. Each entry of ``arrays`` is an array, a pytree of arrays
-    (e.g. ``(inputs, targets)``) or ``None`` (passed through as ``None``).
-
-    Args:
-      fn: maps blocks (arrays of the same leading length) to a pytree of
-        arrays whose values add up across blocks.
-      arrays: arrays or pytrees with a common leading axis ``n`` (or ``None``).
-      block_size: rows per block (static).
-
-    Returns:
-      The sum over blocks of ``fn``'s output pytree.
-    """
-    total_rows = num_rows(arrays)
-    if block_size >= total_rows:
-        return fn(*arrays)
-    num_full = total_rows // block_size
-
-    def body(total: Any, index: Array) -> tuple[Any, None]:
-        out = fn(*_rows(arrays, index * block_size, block_size))
-        return jax.tree.map(jnp.add, total, out), None
-
-    first = fn(*_rows(arrays, 0, block_size))
-    total, _ = lax.scan(body, first, jnp.arange(1, num_full))
-    split = num_full * block_size
-    if split < total_rows:
-        tail = fn(*jax.tree.map(lambda a: a[split:], arrays))
-        total = jax.tree.map(jnp.add, total, tail)
-    return total
-
-
 def map_over_blocks(
     fn: Callable[..., Array],
     arrays: tuple[Any, ...],

@@ -9,11 +9,12 @@ set, the running statistics follow
 
 a stochastic approximation of the batch E-step that converges to a
 stationary point of the log-likelihood when ``Σ ρ_t = ∞`` and
-``Σ ρ_t² < ∞`` (e.g. ``ρ_t = (t + t₀)^−α`` with ``½ < α ≤ 1``). Models whose
-M-step needs the data (generalized-EM models, ``m_step_uses_data``) carry
-no running statistics: each step is the E-step on the minibatch followed by
-the model's gradient M-step on the minibatch ``Q`` scaled to ``N``, i.e.
-stochastic gradient ascent whose step size is the model's optimizer.
+``Σ ρ_t² < ∞`` (e.g. ``ρ_t = (t + t₀)^−α`` with ``½ < α ≤ 1``). Statistics
+kept per observation (:class:`~jaxem.PerObservation`, what a gradient M-step
+needs) describe the minibatch's own rows and cannot be averaged with other
+rows: they are the newest minibatch's, scaled to ``N``, so a gradient M-step
+is stochastic gradient ascent on the minibatch ``Q`` whose step size is the
+model's optimizer (its state carried beside the parameters).
 
 :func:`online_em` returns the pure ``(init, step)`` pair, like an
 ``optax.GradientTransformation``, for users who stream data themselves;
@@ -42,17 +43,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxem._driver import (
-    _auto_restart_batch_size,
-    _check_data,
-    _check_params_shape,
-    _data_dtype,
-    _m_step,
-    _map_restarts,
-    _params_finite,
-)
-from jaxem._driver import _model_e_step as _e_step
-from jaxem._numerics import num_rows, tree_all_finite, zeros_like_shapes
+from jaxem import _engine, _stats
+from jaxem._model import as_model
+from jaxem._numerics import num_rows, tree_all_finite
 from jaxem._validation import check_int, check_key, is_concrete
 
 Array = jax.Array
@@ -71,20 +64,22 @@ class OnlineEMState(NamedTuple):
 
     Attributes:
       params: the current parameters.
+      m_step_state: the M-step's state (a gradient M-step's optimizer
+        state; ``()`` for closed forms), carried beside the parameters.
       stats: the running statistics (the model's statistics pytree, on the
-        scale of ``num_observations`` observations, taken about ``params``);
-        ``()`` for models whose M-step needs the data (``m_step_uses_data``),
-        which keep none; ``None`` until the first step when :func:`online_em`'s
-        ``init`` was given no example batch.
+        scale of ``num_observations`` observations, taken about ``params``;
+        per-observation parts are the newest minibatch's, detached); ``None``
+        until the first step when :func:`online_em`'s ``init`` was given no
+        example batch.
       count: steps accepted so far, int32 (a skipped step does not count).
       averaged: the Polyak–Ruppert average of the parameters after each step
-        (every floating leaf except an ``optimizer_state`` field, which holds
-        the latest value); ``params`` itself without ``average``.
+        (every floating leaf); ``params`` itself without ``average``.
       nonfinite: some step gave a non-finite log-likelihood, statistic or
         parameter; that step was skipped (the parameters before it kept).
     """
 
     params: Params
+    m_step_state: Any
     stats: Any
     count: Array
     averaged: Params
@@ -96,7 +91,8 @@ class OnlineEM(NamedTuple):
     ``optax.GradientTransformation``).
 
     Attributes:
-      init: ``init(params, x_batch=None) -> OnlineEMState``. ``x_batch`` is
+      init: ``init(params, x_batch=None) -> OnlineEMState`` (with the
+        model's fresh M-step state at ``params``). ``x_batch`` is
         an example minibatch (only its shapes and dtypes are read) that fixes
         the running statistics' shapes in the state, so ``step`` sees one
         state structure from the first call on (one compilation under
@@ -283,50 +279,25 @@ def _check_num_observations(value: Any) -> Any:
 # --------------------------------------------------------------- one step
 
 
-def _uses_data(model) -> bool:
-    return bool(getattr(model, "m_step_uses_data", False))
-
-
 def _is_float(leaf: Any) -> bool:
     return jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
-
-
-def _scale(tree: Any, factor: Array) -> Any:
-    """Every floating leaf of ``tree`` times ``factor``."""
-    return jax.tree.map(
-        lambda leaf: leaf * factor.astype(leaf.dtype) if _is_float(leaf) else leaf, tree
-    )
 
 
 def _select(condition: Array, new: Any, old: Any) -> Any:
     return jax.tree.map(lambda a, b: jnp.where(condition, a, b), new, old)
 
 
-def _has_optimizer_state(node: Any) -> bool:
-    return isinstance(node, tuple) and "optimizer_state" in getattr(node, "_fields", ())
-
-
 def _polyak(average: Params, params: Params, weight: Array, first: Array) -> Params:
     """``average + (params − average) · weight`` over floating leaves
-    (``params`` itself when ``first``); integer leaves and ``optimizer_state``
-    fields (a GEM optimizer's state, not a fitted parameter) take ``params``'."""
+    (``params`` itself when ``first``; integer leaves take ``params``')."""
 
-    def node(old: Any, new: Any) -> Any:
-        if _has_optimizer_state(new):
-            return type(new)(
-                *(
-                    getattr(new, name)
-                    if name == "optimizer_state"
-                    else _polyak(getattr(old, name), getattr(new, name), weight, first)
-                    for name in new._fields
-                )
-            )
+    def leaf(old: Any, new: Any) -> Any:
         if not _is_float(new):
             return new
         moved = old + (new - old) * weight.astype(new.dtype)
         return jnp.where(first, new, moved)
 
-    return jax.tree.map(node, average, params, is_leaf=_has_optimizer_state)
+    return jax.tree.map(leaf, average, params)
 
 
 def _as_float_data(x: Any) -> Any:
@@ -340,9 +311,9 @@ def _as_float_data(x: Any) -> Any:
     return jax.tree.map(convert, x)
 
 
-def _zeros_like_stats(model, params: Params, x_batch: Any) -> Any:
-    shapes = jax.eval_shape(lambda p, x: _e_step(model, p, x, None)[0], params, x_batch)
-    return zeros_like_shapes(shapes)
+def _zero_stats(model, params: Params, x_batch: Any) -> Any:
+    shapes = jax.eval_shape(lambda p, x: model.e_step(p, x)[0], params, x_batch)
+    return _engine.zero_stats(shapes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -356,14 +327,12 @@ class _Online:
     average_start: int = 0
 
     def init(self, params: Params, x_batch: Any = None) -> OnlineEMState:
-        if _uses_data(self.model):
-            stats = ()
-        elif x_batch is None:
-            stats = None
-        else:
-            stats = _zeros_like_stats(self.model, params, _as_float_data(x_batch))
+        stats = (
+            None if x_batch is None else _zero_stats(self.model, params, _as_float_data(x_batch))
+        )
         return OnlineEMState(
             params=params,
+            m_step_state=self.model.init_m_step_state(params),
             stats=stats,
             count=jnp.zeros((), jnp.int32),
             averaged=params,
@@ -376,52 +345,42 @@ class _Online:
         """One step: ``(state, mean batch log-likelihood, batch weight)``."""
         model, params = self.model, state.params
         x = _as_float_data(x)
-        dtype = _data_dtype(x)
+        dtype = _engine.data_dtype(x)
         if weights is None:
             batch_weight = jnp.asarray(num_rows(x), dtype)
         else:
             weights = jnp.asarray(weights, dtype)
             batch_weight = jnp.sum(weights)
         nonempty = batch_weight > 0
-        scale = None
-        if self.num_observations is not None:
-            size = jnp.asarray(self.num_observations, dtype)
-            scale = jnp.where(nonempty, size / jnp.where(nonempty, batch_weight, 1.0), 0.0)
         first = state.count == 0
 
-        if _uses_data(model):
-            # The minibatch Q on the data set's scale (against the prior):
-            # the weights, which these models fold into the responsibilities,
-            # carry the scale into the E-step and the gradient M-step.
-            if scale is not None:
-                weights = scale * (jnp.ones(num_rows(x), dtype) if weights is None else weights)
-            stats, total = _e_step(model, params, x, weights)
-            mean = total / (batch_weight if scale is None else scale * batch_weight)
-            new_params = _m_step(model, stats, params, x, weights)
-            new_stats = ()
+        batch_stats, total = model.e_step(params, x, weights)
+        mean = total / batch_weight
+        if self.num_observations is not None:
+            # The minibatch's statistics on the data set's scale (against the
+            # prior): additive sums and per-observation weighted values alike.
+            size = jnp.asarray(self.num_observations, dtype)
+            scale = jnp.where(nonempty, size / jnp.where(nonempty, batch_weight, 1.0), 0.0)
+            batch_stats = _stats.scale(batch_stats, scale)
+        if state.stats is None:  # init without an example batch: the first step
+            running = _stats.detach(batch_stats)
         else:
-            batch_stats, total = _e_step(model, params, x, weights)
-            mean = total / batch_weight
-            if scale is not None:
-                batch_stats = _scale(batch_stats, scale)
-            if state.stats is None:  # init without an example batch: the first step
-                running = batch_stats
-            else:
-                rho = jnp.clip(
-                    jnp.asarray(self.schedule(state.count), dtype), jnp.finfo(dtype).tiny, 1.0
-                )
-                running = jax.tree.map(
-                    lambda old, new: jnp.where(first, new, (1.0 - rho) * old + rho * new),
-                    state.stats,
-                    batch_stats,
-                )
-            new_params = model.m_step(running, params)
-            shift = getattr(model, "shift_stats", None)
-            # Statistics taken about the parameters (moments about the means)
-            # move with them, so that the next minibatch's add up with them.
-            new_stats = running if shift is None else shift(running, params, new_params)
+            rho = jnp.clip(
+                jnp.asarray(self.schedule(state.count), dtype), jnp.finfo(dtype).tiny, 1.0
+            )
+            running = _select(
+                first,
+                _stats.detach(batch_stats),
+                _stats.running_average(state.stats, batch_stats, rho),
+            )
+        new_params, m_step_state = model.m_step(
+            _stats.attach(running, x), params, state.m_step_state
+        )
+        # Statistics taken about the parameters (moments about the means)
+        # move with them, so that the next minibatch's add up with them.
+        new_stats = model.shift_stats(running, params, new_params)
 
-        finite = jnp.isfinite(mean) & _params_finite(model, new_params) & tree_all_finite(new_stats)
+        finite = jnp.isfinite(mean) & tree_all_finite(new_params) & tree_all_finite(new_stats)
         accept = finite & nonempty
         old_stats = state.stats
         if old_stats is None:
@@ -439,6 +398,7 @@ class _Online:
             averaged = params_out
         new_state = OnlineEMState(
             params=params_out,
+            m_step_state=_select(accept, m_step_state, state.m_step_state),
             stats=_select(accept, new_stats, old_stats),
             count=state.count + accept.astype(jnp.int32),
             averaged=averaged,
@@ -464,18 +424,18 @@ def online_em(
     """Stochastic (online) EM for ``model``: pure ``init`` and ``step``
     functions for data that arrive in minibatches.
 
-    For models with additive statistics, a step computes the minibatch's
-    statistics ``ŝ`` under the current parameters, scales them to a data set
-    of ``num_observations`` (``ŝ · N / w``, ``w`` the batch's total weight),
-    updates the running statistics ``s ← (1 − ρ) s + ρ ŝ`` (``ρ = 1`` on the
-    first step, so ``s`` starts as the first batch's statistics) and takes
-    the model's M-step from them. For models whose M-step needs the data
-    (``m_step_uses_data``: GEM models such as :class:`jaxem.MixtureOfExperts`),
-    a step is the E-step and the model's gradient M-step on the minibatch,
-    with the observation weights scaled by ``N / w`` so the minibatch ``Q``
-    weighs against the prior as the whole data set's does; the model's
-    optimizer, whose state is carried in the parameters, sets the step size
-    and ``step_size`` is not used.
+    A step computes the minibatch's statistics ``ŝ`` under the current
+    parameters, scales them to a data set of ``num_observations``
+    (``ŝ · N / w``, ``w`` the batch's total weight), updates the running
+    statistics ``s ← (1 − ρ) s + ρ ŝ`` (``ρ = 1`` on the first step, so ``s``
+    starts as the first batch's statistics) and takes the model's M-step from
+    them. Statistics kept per observation (what a gradient M-step needs, as
+    in :class:`jaxem.MixtureOfExperts`' gate or
+    :class:`jaxem.LogisticRegression` components) cannot be averaged across
+    minibatches: they are the newest minibatch's, scaled by ``N / w`` so its
+    ``Q`` weighs against the prior as the whole data set's does, and the
+    gradient M-step is a stochastic gradient step whose size the model's
+    optimizer sets (its state carried in the online state).
 
     Running statistics computed under earlier parameters are added to new
     ones only after the model's ``shift_stats(stats, from_params, to_params)``
@@ -542,7 +502,7 @@ def online_em(
     if schedule is None:
         schedule = _Constant(value)
     online = _Online(
-        model,
+        as_model(model),
         schedule,
         _check_num_observations(num_observations),
         _check_average(average),
@@ -581,7 +541,7 @@ def _fit_online(
     average: bool,
     average_start: int,
 ) -> OnlineFitResult:
-    dtype = _data_dtype(x)
+    dtype = _engine.data_dtype(x)
     n = num_rows(x)
     total_weight = jnp.asarray(n, dtype) if weights is None else jnp.sum(weights)
     size = total_weight if num_observations is None else jnp.asarray(num_observations, dtype)
@@ -592,14 +552,10 @@ def _fit_online(
         average,
         average_start,
     )
-    keys = key[None] if num_restarts == 1 else jax.random.split(key, num_restarts)
+    keys = _engine.restart_keys(key, num_restarts)
     batch = restart_batch_size
     if init_params is None:  # (as jaxem.fit initialises its restarts)
-        if weights is None:
-            init = lambda k: model.init(k, x)
-        else:
-            init = lambda k: model.init(k, x, weights=weights)
-        params = _map_restarts(init, keys, batch)
+        params = _engine.init_restarts(model, x, weights, key, num_restarts, batch)
     else:
         params = init_params
     num_batches = n // batch_size
@@ -629,11 +585,11 @@ def _fit_online(
 
         state, history = lax.scan(epoch, state, epoch_keys)
         final = state.averaged if average else state.params
-        _, log_lik = _e_step(model, final, x, weights)
+        _, log_lik = model.e_step(final, x, weights)
         objective = (log_lik + model.log_prior(final)) / total_weight
         return final, objective, history, state.nonfinite
 
-    finals, objectives, history, nonfinite = _map_restarts(run, (keys, params), batch)
+    finals, objectives, history, nonfinite = _engine.map_restarts(run, (keys, params), batch)
     ranked = jnp.where(jnp.isfinite(objectives), objectives, -jnp.inf)
     best = jnp.argmax(ranked)
     return OnlineFitResult(
@@ -746,7 +702,8 @@ def fit_online(
       -4.2
     """
     key = check_key(key)
-    x, weights = _check_data(model, x, weights)
+    model = as_model(model)
+    x, weights, _ = _engine.check_data(model, x, weights)
     n = num_rows(x)
     batch_size = check_int(batch_size, "batch_size", 1)
     if batch_size > n:
@@ -763,9 +720,9 @@ def fit_online(
     schedule, step_value = _check_step_size(step_size)
     num_observations = _check_num_observations(num_observations)
     if init_params is not None:
-        init_params = _check_params_shape(model, init_params, x, num_restarts, key)
+        init_params = _engine.check_params(model, init_params, x, num_restarts, key)
     if restart_batch_size is None:
-        restart_batch_size = _auto_restart_batch_size(model, x, num_restarts)
+        restart_batch_size = _engine.auto_restart_batch_size(model, x, num_restarts)
     else:
         restart_batch_size = min(
             check_int(restart_batch_size, "restart_batch_size", 1), num_restarts

@@ -1,12 +1,12 @@
 """Exact EM on data streamed from the host, chunk by chunk.
 
-``jaxem.fit(model, x, chunk_size=c)`` with ``x`` a numpy array (or a
-memory-mapped ``.npy`` file, or a tuple of them), or ``x`` a stream of
+``jaxem.fit(model, x, stream=True, chunk_size=c)`` with ``x`` a numpy array
+(or a memory-mapped ``.npy`` file, or a tuple of them), or ``x`` a stream of
 chunks, lands here. The data never goes to the device whole: every EM
 iteration is a compiled M-step (all restarts), then one compiled E-step per
 chunk that adds the chunk's statistics to a running sum (all restarts at
 once, so each chunk crosses to the device once per iteration), then a
-compiled book-keeping step that is the driver's own (``_accept``). Statistics
+compiled book-keeping step that is the engine's own (``accept``). Statistics
 add up, so the result is full-batch EM; only the order of the sums differs.
 
 Chunk ``i + 1`` is read and sent while the device works on chunk ``i`` (JAX
@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxem import _driver
-from jaxem._numerics import num_rows, zeros_like_shapes
+from jaxem import _engine, _stats
+from jaxem._numerics import num_rows
 from jaxem._validation import as_float_array, check_weights
 
 Array = jax.Array
@@ -62,7 +62,7 @@ class _ArraySource:
     def __init__(self, x: Any, weights: Any, chunk_size: int):
         leaves = [np.asarray(leaf) if isinstance(leaf, list) else leaf for leaf in _leaves(x)]
         names = [f"x[{i}]" for i in range(len(leaves))] if isinstance(x, tuple) else ["x"]
-        _driver.check_common_rows(leaves, names)
+        _engine.check_common_rows(leaves, names)
         self.x = _rebuild(x, leaves)
         self.num_rows = leaves[0].shape[0]
         if self.num_rows == 0:
@@ -132,8 +132,9 @@ class _StreamSource:
 
 
 class _Checker:
-    """Checks each chunk against the first: same trailing shapes, finite
-    values, and the model's own value checks; errors name the chunk."""
+    """Checks each chunk against the first (same trailing shapes), and by
+    the model's own data checks (values, NaN included); errors name the
+    chunk, with indices counted within it."""
 
     def __init__(self, model):
         self.model = model
@@ -151,28 +152,16 @@ class _Checker:
                 f"{where} has trailing shape(s) {shapes}, but chunk 0 has {self.shapes}: "
                 "every chunk needs the same number of features"
             )
-        for i, leaf in enumerate(_leaves(chunk.x)):
-            bad = ~np.isfinite(leaf)
-            if bad.any():
-                first = tuple(int(j) for j in np.argwhere(bad)[0])
-                name = f"x[{i}]" if isinstance(chunk.x, tuple) else "x"
-                raise ValueError(
-                    f"{where} contains {int(bad.sum())} non-finite value(s) (NaN or inf) in "
-                    f"{name}; the first is at row {chunk.start + first[0]} "
-                    f"(index {first} in the chunk): {leaf[first]}"
-                )
-        check = getattr(self.model, "check_data", None)
-        if check is None:
-            return
         x = chunk.x
         if chunk is not self.first and rows < num_rows(self.first.x):
             # Count checks (e.g. at least K rows) are about the whole data:
-            # check a short chunk together with the first, which passed.
-            x = jax.tree.map(lambda a, b: np.concatenate([a, b]), self.first.x, x)
+            # check a short chunk followed by the first, which passed (so a
+            # problem found is in the chunk's own rows, at its own indices).
+            x = jax.tree.map(lambda a, b: np.concatenate([a, b]), x, self.first.x)
         try:
-            check(jax.tree.map(jnp.asarray, x))
+            self.model.check_data(jax.tree.map(jnp.asarray, x))
         except (ValueError, TypeError) as error:
-            raise type(error)(f"{where}: {error}") from error
+            raise type(error)(f"{where}, indices within the chunk: {error}") from error
 
 
 # ------------------------------------------------------------ compiled parts
@@ -185,7 +174,7 @@ def _add(total: Any, part: Any) -> Any:
 
 def _chunk_e_step(model, params, x, weights):
     """Statistics and summed log-likelihood of one chunk, for every restart."""
-    return jax.vmap(lambda p: _driver._model_e_step(model, p, x, weights))(params)
+    return jax.vmap(lambda p: model.e_step(p, x, weights))(params)
 
 
 _jitted_chunk_e_step = jax.jit(_chunk_e_step, static_argnums=0)
@@ -193,29 +182,35 @@ _jitted_chunk_e_step = jax.jit(_chunk_e_step, static_argnums=0)
 
 @jax.jit
 def _stopped(states, max_iter):
-    return jnp.all(_driver._stopped(states, max_iter))
+    return jnp.all(_engine.stopped(states, max_iter))
 
 
 def _propose(model, states):
-    return jax.vmap(lambda s: _driver._propose(model, s, None, None))(states)
+    return jax.vmap(lambda s: _engine.propose(model, s, None))(states)
 
 
 _jitted_propose = jax.jit(_propose, static_argnums=0)
+_jitted_init_m_step_states = jax.jit(
+    lambda model, params: jax.vmap(model.init_m_step_state)(params), static_argnums=0
+)
 
 
-def _finish(model, states, params, stats, log_lik, total_weight, tol, max_iter):
-    """The driver's book-keeping for every restart; stopped restarts keep
+def _finish(model, states, proposal, stats, log_lik, total_weight, tol, max_iter):
+    """The engine's book-keeping for every restart; stopped restarts keep
     their state (as the masked loop of ``fit`` does)."""
     dtype = states.log_likelihood.dtype
-    decrease_tol = _driver._decrease_tolerance(dtype)
+    decrease_tol = _engine.decrease_tolerance(dtype)
 
-    def one(state, params, stats, log_lik):
+    def one(state, proposal, stats, log_lik):
+        params, m_step_state = proposal
         objective = (log_lik + model.log_prior(params)) / total_weight
-        new = _driver._accept(model, state, params, stats, objective, tol, decrease_tol, max_iter)
-        stopped = _driver._stopped(state, max_iter)
+        new = _engine.accept(
+            state, params, m_step_state, stats, objective, tol, decrease_tol, max_iter
+        )
+        stopped = _engine.stopped(state, max_iter)
         return jax.tree.map(lambda old, new: jnp.where(stopped, old, new), state, new)
 
-    return jax.vmap(one)(states, params, stats, log_lik)
+    return jax.vmap(one)(states, proposal, stats, log_lik)
 
 
 _jitted_finish = jax.jit(_finish, static_argnums=(0, 7))
@@ -225,7 +220,19 @@ _jitted_finish = jax.jit(_finish, static_argnums=(0, 7))
 
 
 def _source(x: Any, weights: Any, chunk_size: int | None):
+    if isinstance(x, jax.Array) or (
+        isinstance(x, tuple) and any(isinstance(a, jax.Array) for a in x)
+    ):
+        raise TypeError(
+            "stream=True streams data from the host, but x is a JAX array (already on a "
+            "device): pass a numpy array or a memory-mapped file, or drop stream=True "
+            "(chunk_size then chunks the E-step on the device)"
+        )
     if isinstance(x, (np.ndarray, list, tuple)):
+        if chunk_size is None:
+            raise ValueError(
+                "stream=True with an array needs chunk_size (the rows sent to the device at a time)"
+            )
         return _ArraySource(x, weights, chunk_size)
     if weights is not None:
         raise ValueError(
@@ -248,14 +255,8 @@ def fit_stream(
     tol: Any,
     init_params: Any,
     chunk_size: int | None,
-) -> _driver.FitResult:
+) -> _engine.FitResult:
     """Exact EM over chunks read from the host (see :func:`jaxem.fit`)."""
-    if getattr(model, "m_step_uses_data", False):
-        raise ValueError(
-            f"{type(model).__name__} needs all the data in its M-step (a GEM model), so it "
-            "cannot stream from the host; pass a JAX array (chunk_size then bounds the "
-            "E-step), or use jaxem.fit_online"
-        )
     source = _source(x, weights, chunk_size)
     checker = _Checker(model)
     passes = itertools.count()
@@ -272,24 +273,32 @@ def fit_stream(
     checker(first)
     first_x = jax.tree.map(jnp.asarray, first.x)
     first_w = None if first.weights is None else jnp.asarray(first.weights)
+    if _stats.has_per_observation(_engine.stats_shapes(model, _engine.shape_of(first_x))):
+        raise ValueError(
+            f"{type(model).__name__} keeps statistics per observation (a gradient M-step "
+            "needs all the data), so it cannot stream from the host; pass the data as an "
+            "array (chunk_size then bounds the E-step on the device), or use jaxem.fit_online"
+        )
     if init_params is None:
-        params = _driver._jitted_init_restarts(
+        params = _engine.jitted_init_restarts(
             model, first_x, first_w, key, num_restarts, num_restarts
         )
     else:
-        params = _driver._check_params_shape(model, init_params, first_x, num_restarts, key)
-    dtype = _driver._data_dtype(first_x)
+        params = _engine.check_params(model, init_params, first_x, num_restarts, key)
+    dtype = _engine.data_dtype(first_x)
     tol = jnp.asarray(tol, dtype)
     shapes = jax.eval_shape(lambda p: _chunk_e_step(model, p, first_x, first_w), params)
-    zero_stats, zero_log_lik = zeros_like_shapes(shapes)
+    zero_stats, zero_log_lik = _engine.zero_stats(shapes)
     single = jax.tree.map(lambda leaf: leaf[0], zero_stats)
-    states = _driver._initial_states(params, single, dtype, num_restarts, max_iter)
+    m_step_states = _jitted_init_m_step_states(model, params)
+    states = _engine.initial_states(params, m_step_states, single, dtype, num_restarts, max_iter)
 
     total_weight = None
     if source.num_rows is not None:
         total_weight = float(source.num_rows if source.weights is None else source.weights.sum())
     while not bool(_stopped(states, max_iter)):
-        params = _jitted_propose(model, states)
+        proposal = _jitted_propose(model, states)
+        params = proposal[0]
         total = (zero_stats, zero_log_lik)
         in_flight: list[Any] = []
         rows = 0.0
@@ -305,6 +314,6 @@ def fit_stream(
             total_weight = rows
         stats, log_lik = total
         states = _jitted_finish(
-            model, states, params, stats, log_lik, jnp.asarray(total_weight, dtype), tol, max_iter
+            model, states, proposal, stats, log_lik, jnp.asarray(total_weight, dtype), tol, max_iter
         )
-    return _driver._result(model, states, jnp.asarray(False))
+    return _engine.result(model, states, jnp.asarray(False))

@@ -8,6 +8,7 @@ the result instead.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -35,16 +36,23 @@ def as_float_array(value: Any, name: str) -> Array:
     if isinstance(value, jax.Array):
         array = value
     else:
+        # A list is read as one array (rows of numbers, as numpy reads it);
+        # several arrays, such as (inputs, targets), go in a tuple.
+        hint = (
+            "; data made of several arrays, such as (inputs, targets), go in a tuple, not a list"
+            if isinstance(value, list)
+            else ""
+        )
         try:
             host = np.asarray(value)
         except Exception as error:  # e.g. ragged nested lists
             raise TypeError(
-                f"{name} must be a numeric array; got {type(value).__name__}"
+                f"{name} must be a numeric array; got {type(value).__name__}{hint}"
             ) from error
         if host.dtype == object or not (
             np.issubdtype(host.dtype, np.number) or np.issubdtype(host.dtype, np.bool_)
         ):
-            raise TypeError(f"{name} must be a numeric array; got dtype {host.dtype}")
+            raise TypeError(f"{name} must be a numeric array; got dtype {host.dtype}{hint}")
         array = host
     dtype = np.dtype(array.dtype)
     if np.issubdtype(dtype, np.complexfloating):
@@ -73,6 +81,24 @@ def check_finite(array: Array, name: str) -> None:
         f"{name} contains {len(bad)} non-finite value(s) (NaN or inf) out of {array.size}; "
         f"the first is {name}[{where}] = {value}"
     )
+
+
+def check_finite_data(x: Any) -> Array:
+    """Raise ``ValueError`` if concrete data hold NaN or inf (how many, and
+    where the first is); return a scalar boolean, whether every value is
+    finite (traced under a user's ``jit``, where nothing is raised).
+
+    Args:
+      x: an array, or a tuple of arrays (named ``x[0]``, ``x[1]``, ...).
+    """
+    leaves = list(x) if isinstance(x, tuple) else [x]
+    names = [f"x[{i}]" for i in range(len(leaves))] if isinstance(x, tuple) else ["x"]
+    valid = jnp.asarray(True)
+    for leaf, name in zip(leaves, names, strict=True):
+        check_finite(leaf, name)
+        if not is_concrete(leaf):
+            valid = valid & jnp.all(jnp.isfinite(leaf))
+    return valid
 
 
 def check_weights(weights: Any, num_rows: int, dtype: Any) -> Array:
@@ -108,6 +134,35 @@ def check_int(value: Any, name: str, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}; got {value}")
     return int(value)
+
+
+def check_number(
+    value: Any,
+    name: str,
+    minimum: float | None = None,
+    *,
+    inclusive: bool = True,
+    allow_none: bool = False,
+) -> float | None:
+    """A static real option (configuration) as a Python float.
+
+    Raises:
+      TypeError: not a real number (booleans included), or ``None`` when
+        ``allow_none`` is false.
+      ValueError: not finite, or below ``minimum`` (or equal to it when not
+        ``inclusive``).
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        kind = "a number or None" if allow_none else "a number"
+        raise TypeError(f"{name} must be {kind}; got {value!r}")
+    value = float(value)
+    ok = True if minimum is None else (value >= minimum if inclusive else value > minimum)
+    if not (ok and math.isfinite(value)):
+        bound = "" if minimum is None else (f" >= {minimum:g}" if inclusive else f" > {minimum:g}")
+        raise ValueError(f"{name} must be a finite number{bound}; got {value}")
+    return value
 
 
 def check_nonnegative_float(value: Any, name: str) -> Any:

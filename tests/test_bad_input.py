@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import jaxem
+from jaxem import _engine
 from tests.conftest import make_blobs
 
 X = make_blobs(n=50, dim=2, num_components=2, dtype=np.float32)
@@ -52,11 +53,9 @@ def test_a_list_of_rows_is_one_array_not_a_tuple_of_arrays():
     assert result.params.means.shape == (2, 2)
 
 
-class _TupleModel:
-    """Accepts any data: lets the driver's own checks of tuple data show."""
-
-    def check_data(self, x):
-        pass
+class _TupleModel(jaxem.Model):
+    """The default data check (finite values): lets the driver's own checks
+    of tuple data show."""
 
 
 @pytest.mark.parametrize(
@@ -72,19 +71,25 @@ class _TupleModel:
     ],
 )
 def test_bad_tuple_data(x, message):
-    from jaxem import _driver
-
     with pytest.raises(ValueError, match=message):
-        _driver._check_data(_TupleModel(), x, None)
+        _engine.check_data(_TupleModel(), x, None)
 
 
 def test_tuple_data_weights_are_checked_against_the_rows():
-    from jaxem import _driver
-
     with pytest.raises(ValueError, match=r"weights must have shape \(n,\) = \(5,\)"):
-        _driver._check_data(_TupleModel(), (np.zeros((5, 2)), np.zeros(5)), np.ones(4))
-    x, _ = _driver._check_data(_TupleModel(), (np.zeros((5, 2), np.float32), np.arange(5)), None)
+        _engine.check_data(_TupleModel(), (np.zeros((5, 2)), np.zeros(5)), np.ones(4))
+    x, _, valid = _engine.check_data(
+        _TupleModel(), (np.zeros((5, 2), np.float32), np.arange(5)), None
+    )
     assert [leaf.dtype for leaf in x] == [jnp.float32, jnp.float32]
+    assert bool(valid)
+
+
+def test_empty_data_is_refused():
+    with pytest.raises(ValueError, match=r"x has no observations \(shape \(0, 2\)\)"):
+        jaxem.fit(MODEL, X[:0], key=KEY)
+    with pytest.raises(ValueError, match=r"x has no observations"):
+        _engine.check_data(_TupleModel(), (np.zeros((0, 2)), np.zeros(0)), None)
 
 
 @pytest.mark.parametrize(
@@ -125,7 +130,7 @@ def test_valid_edge_options():
     assert result.history.shape == (1, 0)
 
 
-GOOD = jaxem.GaussianMixtureParams(
+GOOD = jaxem.models.GaussianMixtureParams(
     jnp.array([0.5, 0.5]), jnp.zeros((2, 2)), jnp.stack([jnp.eye(2)] * 2)
 )
 
@@ -172,7 +177,7 @@ def test_prior_without_hyperparameters_says_how_to_make_them():
         (lambda: jaxem.GaussianMixture(2, block_size=0), ValueError, r"block_size must be a positive integer"),
         (lambda: jaxem.GaussianMixture(2, prior="default"), TypeError, r"prior must be a GaussianMixturePrior"),
         (lambda: jaxem.GaussianMixturePrior(weight_concentration=0.5), ValueError, r"weight_concentration must be >= 1"),
-        (lambda: jaxem.GaussianMixturePrior(mean_precision=0.0), ValueError, r"mean_precision must be > 0"),
+        (lambda: jaxem.GaussianMixturePrior(mean_precision=0.0), ValueError, r"mean_precision must be a finite number > 0; got 0.0"),
         (lambda: jaxem.GaussianMixturePrior(mean_precision="a"), TypeError, r"must be a number"),
     ],
 )  # fmt: skip

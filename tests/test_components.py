@@ -24,12 +24,15 @@ from scipy import stats as st
 from scipy.special import logsumexp
 
 import jaxem
-from jaxem import _driver
-from jaxem.models._bernoulli import Bernoulli, BernoulliParams, BernoulliStats
-from jaxem.models._categorical import Categorical, CategoricalParams
-from jaxem.models._exponential import Exponential, ExponentialParams
-from jaxem.models._mixture import Component
-from jaxem.models._poisson import Poisson, PoissonParams
+from jaxem import Bernoulli, Categorical, Component, Exponential, Poisson, _driver
+from jaxem.models import MixtureParams
+from jaxem.models.components import (
+    BernoulliParams,
+    BernoulliStats,
+    CategoricalParams,
+    ExponentialParams,
+    PoissonParams,
+)
 
 N, D, K = 40, 4, 2
 KEY = jax.random.key(0)
@@ -138,8 +141,8 @@ class Family:
     def model(self, with_prior: bool) -> jaxem.Mixture:
         return jaxem.Mixture(self.component(with_prior), K)
 
-    def wrap(self, weights, values) -> jaxem.MixtureParams:
-        return jaxem.MixtureParams(jnp.asarray(weights), self.params(jnp.asarray(values)))
+    def wrap(self, weights, values) -> MixtureParams:
+        return MixtureParams(jnp.asarray(weights), self.params(jnp.asarray(values)))
 
 
 FAMILIES = {
@@ -298,8 +301,8 @@ def test_flat_priors_have_their_constant_densities():
     )
     stats = BernoulliStats(probs * 7.0)
     counts = jnp.asarray([9.0, 10.0])
-    flat = Bernoulli(prior_a=1, prior_b=1).maximize(stats, counts, None)
-    np.testing.assert_allclose(flat.probs, Bernoulli().maximize(stats, counts, None).probs)
+    flat, _ = Bernoulli(prior_a=1, prior_b=1).maximize(stats, counts, None, ())
+    np.testing.assert_allclose(flat.probs, Bernoulli().maximize(stats, counts, None, ())[0].probs)
 
 
 # ----------------------------------------------- monotone, finite, empty
@@ -587,7 +590,7 @@ def test_bad_params(name, values, error, message):
 
 def test_params_of_another_family_are_rejected():
     x = problem("poisson")[0].astype(np.float32)
-    params = jaxem.MixtureParams(jnp.full(K, 0.5), BernoulliParams(jnp.full((K, D), 0.5)))
+    params = MixtureParams(jnp.full(K, 0.5), BernoulliParams(jnp.full((K, D), 0.5)))
     with pytest.raises(TypeError, match="params must be a PoissonParams; got BernoulliParams"):
         jaxem.Mixture(Poisson(), K).check_params(params, x)
 

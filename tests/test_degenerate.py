@@ -51,7 +51,7 @@ def test_constant_feature(dtype):
 def test_component_that_loses_all_its_points_is_flagged(dtype):
     x = make_blobs(n=200, num_components=2, separation=3.0, dtype=dtype)
     far = np.array([[1e3, 1e3]], dtype)
-    start = jaxem.GaussianMixtureParams(
+    start = jaxem.models.GaussianMixtureParams(
         np.array([0.4, 0.3, 0.3], dtype),
         np.concatenate([x[:2], far]),
         np.stack([np.eye(2, dtype=dtype)] * 3),

@@ -1,4 +1,9 @@
-"""Mixtures of experts and mixtures of logistic regressions (generalized EM).
+"""Gradient M-step components and mixtures of experts (generalized EM).
+
+Logistic, softmax and Poisson regressions are components whose M-step is a
+``jaxem.gem.GradientMStep``: a mixture of logistic regressions is
+``Mixture(LogisticRegression(), K)``, and a mixture of experts is a softmax
+gate over any conditional component.
 
 References: a numpy weighted-least-squares solve for the linear experts'
 closed-form M-step, posteriors written out by hand in numpy, the Fisher
@@ -21,15 +26,18 @@ import optax
 import pytest
 
 import jaxem
-from jaxem import _driver, gem
-from jaxem.models._experts import (
+from jaxem import (
+    LinearRegression,
+    LogisticRegression,
     MixtureOfExperts,
-    MixtureOfExpertsParams,
-    MixtureOfExpertsStats,
-    MixtureOfLogisticRegressions,
-    MixtureOfLogisticRegressionsParams,
+    PoissonRegression,
+    SoftmaxRegression,
+    _driver,
+    gem,
 )
-from jaxem.models._log_joint import expected_log_joint
+from jaxem.inference import expected_log_joint
+from jaxem.models import MixtureOfExpertsParams, MixtureOfExpertsStats, MixtureParams
+from jaxem.models.components import LinearRegressionParams, RegressionParams
 
 THRESHOLD = 0.5  # where the piecewise-linear regression switches regime
 SLOPES = (2.0, -1.0)  # below, above the threshold
@@ -76,33 +84,50 @@ def logistic(seed=0, n=200, dtype=np.float32):
     return x.astype(dtype), labels.astype(dtype)
 
 
+def counts(seed=0, n=120, dtype=np.float32):
+    """Counts whose log-rate rises with ``x`` below 0 and falls above."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2.0, 2.0, n)
+    rate = np.exp(np.where(x < 0, 1.0 + 0.8 * x, 1.0 - 0.8 * x))
+    return x[:, None].astype(dtype), rng.poisson(rate).astype(dtype)
+
+
 # Every GEM block with a first-order (Adam) and a quasi-Newton (L-BFGS, the
 # default) optimizer: the gate in the linear-experts fits, the softmax
 # experts (with an Adam gate, one L-BFGS program at a time keeps compile time
-# down) and the logistic coefficients. The logistic Adam fit advances its
-# restarts together (vmap); the others one after the other (lax.map), as the
-# CPU default chooses.
+# down), the logistic components, and Poisson-regression experts. The
+# logistic Adam fit advances its restarts together (vmap); the others one
+# after the other (lax.map), as the CPU default chooses.
 MODELS = {
-    ("linear experts", "adam"): (lambda: MixtureOfExperts(2, gate_step=ADAM), piecewise, {}),
-    ("linear experts", "lbfgs"): (lambda: MixtureOfExperts(2), piecewise, {}),
+    ("linear experts", "adam"): (
+        lambda: MixtureOfExperts(LinearRegression(), 2, gate_step=ADAM),
+        piecewise,
+        {},
+    ),
+    ("linear experts", "lbfgs"): (lambda: MixtureOfExperts(LinearRegression(), 2), piecewise, {}),
     ("softmax experts", "adam"): (
         lambda: MixtureOfExperts(
-            2, expert="softmax", num_classes=3, gate_step=ADAM, expert_step=ADAM_RESET, gate_l2=0.1
+            SoftmaxRegression(3, step=ADAM_RESET), 2, gate_step=ADAM, gate_l2=0.1
         ),
         classes,
         {},
     ),
     ("softmax experts", "lbfgs"): (
-        lambda: MixtureOfExperts(2, expert="softmax", num_classes=3, gate_step=ADAM, gate_l2=0.1),
+        lambda: MixtureOfExperts(SoftmaxRegression(3), 2, gate_step=ADAM, gate_l2=0.1),
         classes,
         {},
     ),
     ("logistic", "adam"): (
-        lambda: MixtureOfLogisticRegressions(2, step=ADAM),
+        lambda: jaxem.Mixture(LogisticRegression(step=ADAM), 2),
         logistic,
         {"restart_batch_size": 3},
     ),
-    ("logistic", "lbfgs"): (lambda: MixtureOfLogisticRegressions(2), logistic, {}),
+    ("logistic", "lbfgs"): (lambda: jaxem.Mixture(LogisticRegression(), 2), logistic, {}),
+    ("poisson experts", "lbfgs"): (
+        lambda: MixtureOfExperts(PoissonRegression(), 2, gate_step=ADAM),
+        counts,
+        {},
+    ),
 }
 
 
@@ -113,40 +138,42 @@ def fit(name, seed=0, key=0):
     return model, data, jaxem.fit(model, data, key=jax.random.key(key), **FIT, **options)
 
 
-def random_experts_params(model, dim, width=None, seed=0, dtype=np.float64, state=False):
-    """Parameters drawn at random (cheaper than ``model.init``), with no
-    optimizer state unless ``state``."""
+def random_experts_params(model, dim, width=None, seed=0, dtype=np.float64):
+    """Parameters drawn at random (cheaper than ``model.init``)."""
     rng = np.random.default_rng(seed)
     k = model.num_experts
-    if model.expert == "softmax":
-        shapes, variances = ((k, dim, model.num_classes), (k, model.num_classes)), None
+    gate = (0.3 * rng.normal(size=(dim, k)).astype(dtype), rng.normal(size=k).astype(dtype))
+    if isinstance(model.expert, SoftmaxRegression):
+        c = model.expert.num_classes
+        experts = RegressionParams(
+            rng.normal(size=(k, dim, c)).astype(dtype), rng.normal(size=(k, c)).astype(dtype)
+        )
     else:
         tail = () if width is None else (width,)
-        shapes = ((k, dim, *tail), (k, *tail))
-        variances = rng.uniform(0.2, 1.0, (k, *tail)).astype(dtype)
-    params = MixtureOfExpertsParams(
-        0.3 * rng.normal(size=(dim, k)).astype(dtype),
-        rng.normal(size=k).astype(dtype),
-        *(rng.normal(size=shape).astype(dtype) for shape in shapes),
-        variances,
-        None,
-    )
-    params = jax.tree.map(jnp.asarray, params)
-    return jax.jit(model.with_optimizer_state)(params) if state else params
+        experts = LinearRegressionParams(
+            rng.normal(size=(k, dim, *tail)).astype(dtype),
+            rng.normal(size=(k, *tail)).astype(dtype),
+            rng.uniform(0.2, 1.0, (k, *tail)).astype(dtype),
+        )
+    return jax.tree.map(jnp.asarray, MixtureOfExpertsParams(*gate, experts))
 
 
-def random_logistic_params(model, dim, seed=0, dtype=np.float64, state=False):
+def random_logistic_params(model, dim, seed=0, dtype=np.float64):
     rng = np.random.default_rng(seed)
     k = model.num_components
     weights = rng.uniform(0.5, 1.0, k)
-    params = MixtureOfLogisticRegressionsParams(
+    params = MixtureParams(
         (weights / weights.sum()).astype(dtype),
-        rng.normal(size=(k, dim)).astype(dtype),
-        rng.normal(size=k).astype(dtype),
-        None,
+        RegressionParams(rng.normal(size=(k, dim)).astype(dtype), rng.normal(size=k).astype(dtype)),
     )
-    params = jax.tree.map(jnp.asarray, params)
-    return jax.jit(model.with_optimizer_state)(params) if state else params
+    return jax.tree.map(jnp.asarray, params)
+
+
+def responsibilities(model, stats):
+    """The weighted responsibilities in a model's statistics."""
+    if isinstance(model, MixtureOfExperts):
+        return stats.gate.values
+    return stats.components.values
 
 
 # ------------------------------------------------------------ monotone GEM
@@ -181,9 +208,12 @@ def test_gem_never_decreases_the_objective(name):
 @pytest.mark.parametrize(
     "model, make_data",
     [
-        (MixtureOfExperts(3, gate_l2=0.3), lambda: piecewise(1, 40, np.float64)),
-        (MixtureOfExperts(2, expert="softmax", num_classes=3), lambda: classes(1, 40, np.float64)),
-        (MixtureOfLogisticRegressions(2), lambda: logistic(1, 40, np.float64)),
+        (
+            MixtureOfExperts(LinearRegression(), 3, gate_l2=0.3),
+            lambda: piecewise(1, 40, np.float64),
+        ),
+        (MixtureOfExperts(SoftmaxRegression(3), 2), lambda: classes(1, 40, np.float64)),
+        (jaxem.Mixture(LogisticRegression(), 2), lambda: logistic(1, 40, np.float64)),
     ],
     ids=["linear-experts", "softmax-experts", "logistic"],
 )
@@ -201,14 +231,11 @@ def test_fisher_identity(model, make_data):
     @jax.jit
     def gradients(params):
         stats, _ = model.e_step(params, data)
+        resp = responsibilities(model, stats)
         log_likelihood = lambda theta: jnp.sum(model.log_prob(theta, data))
-        q = lambda theta: expected_log_joint(stats.responsibilities, model.log_joint(theta, data))
-        return (
-            jax.grad(log_likelihood)(params),
-            jax.grad(q)(params),
-            q(params),
-            model.expected_log_joint(params, stats, data),
-        )
+        q = lambda theta: expected_log_joint(resp, model.log_joint(theta, data))
+        own = model.expected_log_joint(params, stats) if hasattr(model, "gate_step") else q(params)
+        return jax.grad(log_likelihood)(params), jax.grad(q)(params), q(params), own
 
     grad_ll, grad_q, q_value, expected = gradients(params)
     assert (
@@ -229,12 +256,12 @@ def normal_pdf(y, mean, variance):
 
 
 @pytest.mark.usefixtures("x64")
-def test_autodiff_posterior_equals_closed_form():
-    """Responsibilities as the gradient of the log-normaliser equal Bayes'
-    rule written out in numpy: gate × expert likelihood, normalised."""
-    linear = MixtureOfExperts(3)
-    classifier = MixtureOfExperts(2, expert="softmax", num_classes=3)
-    mixture = MixtureOfLogisticRegressions(2)
+def test_posteriors_equal_bayes_rule_in_numpy():
+    """Responsibilities (and the summed log-likelihood) equal Bayes' rule
+    written out in numpy: gate (or weight) × expert likelihood, normalised."""
+    linear = MixtureOfExperts(LinearRegression(), 3)
+    classifier = MixtureOfExperts(SoftmaxRegression(3), 2)
+    mixture = jaxem.Mixture(LogisticRegression(), 2)
     cases = [
         (linear, random_experts_params(linear, 1), piecewise(2, 30, np.float64)),
         (classifier, random_experts_params(classifier, 2), classes(2, 30, np.float64)),
@@ -243,27 +270,31 @@ def test_autodiff_posterior_equals_closed_form():
     weights = np.random.default_rng(0).uniform(0.5, 2.0, 30)
 
     @jax.jit
-    def autodiff(params_tuple, data_tuple):
+    def evaluate(params_tuple, data_tuple):
         out = []
         for (model, _, _), params, data in zip(cases, params_tuple, data_tuple, strict=True):
             stats, total = model.e_step(params, data, weights)
-            out.append((stats.responsibilities, total, model.posterior(params, data)))
+            out.append((responsibilities(model, stats), total, model.posterior(params, data)))
         return out
 
-    results = autodiff(tuple(c[1] for c in cases), tuple(c[2] for c in cases))
+    results = evaluate(tuple(c[1] for c in cases), tuple(c[2] for c in cases))
     joints = []
     (x, y), params = cases[0][2], cases[0][1]
     gate = softmax(x @ np.asarray(params.gate_weights) + np.asarray(params.gate_bias), axis=1)
-    means = x @ np.asarray(params.expert_weights).T + np.asarray(params.expert_bias)  # (n, K)
-    joints.append(gate * normal_pdf(y[:, None], means, np.asarray(params.expert_variances)))
+    experts = params.experts
+    means = x @ np.asarray(experts.coefficients).T + np.asarray(experts.intercepts)  # (n, K)
+    joints.append(gate * normal_pdf(y[:, None], means, np.asarray(experts.variances)))
 
     (x, labels), params = cases[1][2], cases[1][1]
     gate = softmax(x @ np.asarray(params.gate_weights) + np.asarray(params.gate_bias), axis=1)
-    logits = np.einsum("np,kpc->nkc", x, params.expert_weights) + np.asarray(params.expert_bias)
+    logits = np.einsum("np,kpc->nkc", x, params.experts.coefficients) + np.asarray(
+        params.experts.intercepts
+    )
     joints.append(gate * softmax(logits, axis=2)[np.arange(30), :, labels.astype(int)])
 
     (x, labels), params = cases[2][2], cases[2][1]
-    eta = x @ np.asarray(params.coefficients).T + np.asarray(params.intercepts)
+    components = params.components
+    eta = x @ np.asarray(components.coefficients).T + np.asarray(components.intercepts)
     p1 = 1.0 / (1.0 + np.exp(-eta))
     joints.append(np.asarray(params.weights) * np.where(labels[:, None] == 1.0, p1, 1.0 - p1))
 
@@ -274,54 +305,62 @@ def test_autodiff_posterior_equals_closed_form():
         np.testing.assert_allclose(posterior, expected, rtol=1e-10)
 
 
-def weighted_least_squares_reference(x, y, resp, variances, l2, reg_covar):
-    """Per component: minimise Σ r (y − x w − b)² / σ² + l2 ‖w‖² by a numpy
-    solve of the augmented normal equations (intercept unpenalised)."""
+def weighted_least_squares_reference(x, y, resp):
+    """Per component and output: minimise Σ r (y − x w − b)² by a numpy
+    solve of the normal equations; the variance is the weighted mean squared
+    residual."""
     n, dim = x.shape
     design = np.hstack([x, np.ones((n, 1))])
-    weights, biases, new_variances = [], [], []
+    weights, biases, variances = [], [], []
     for k in range(resp.shape[1]):
         r = resp[:, k]
-        w_k, b_k, v_k = [], [], []
-        for t in range(y.shape[1]):
-            penalty = np.diag([l2 * variances[k, t]] * dim + [0.0])
-            gram = design.T @ (r[:, None] * design) + penalty
-            beta = np.linalg.solve(gram, design.T @ (r * y[:, t]))
-            residual = y[:, t] - design @ beta
-            w_k.append(beta[:dim])
-            b_k.append(beta[dim])
-            v_k.append(np.sum(r * residual**2) / np.sum(r) + reg_covar)
-        weights.append(np.stack(w_k, axis=1))
-        biases.append(b_k)
-        new_variances.append(v_k)
-    return np.array(weights), np.array(biases), np.array(new_variances)
+        beta = np.linalg.solve(design.T @ (r[:, None] * design), design.T @ (r[:, None] * y))
+        residual = y - design @ beta
+        weights.append(beta[:dim])
+        biases.append(beta[dim])
+        variances.append(r @ residual**2 / r.sum())
+    return np.array(weights), np.array(biases), np.array(variances)
 
 
 @pytest.mark.usefixtures("x64")
-@pytest.mark.parametrize("l2, num_targets", [(0.0, None), (0.7, 2)])
-def test_linear_experts_m_step_is_weighted_least_squares(l2, num_targets):
-    """The closed-form expert M-step (ridge with the variances of θ_old when
-    ``expert_l2 > 0``) equals a numpy weighted least-squares solve."""
+@pytest.mark.parametrize("num_targets", [None, 2])
+def test_linear_experts_m_step_is_weighted_least_squares(num_targets):
+    """The experts' M-step (the linear-regression component's closed form)
+    from given responsibilities equals a numpy weighted least-squares solve,
+    and the gate's gradient step never lowers its part of Q."""
     rng = np.random.default_rng(4)
     x = rng.normal(size=(50, 3)) + 5.0  # off-centre inputs: the intercept matters
     y = rng.normal(size=(50,) if num_targets is None else (50, num_targets))
-    gate_step = gem.GradientMStep(optax.sgd(1e-3), num_steps=1)
-    model = MixtureOfExperts(3, expert_l2=l2, reg_covar=1e-3, gate_step=gate_step)
+    expert = LinearRegression(reg_covar=0.0)
+    model = MixtureOfExperts(expert, 3, gate_step=gem.GradientMStep(optax.sgd(1e-3), 1))
     data = (jnp.asarray(x), jnp.asarray(y))
-    params = random_experts_params(model, 3, num_targets, state=True)
+    params = random_experts_params(model, 3, num_targets)
     # Responsibilities with observation weights folded in, as the E-step makes them.
-    resp = rng.dirichlet(np.ones(3), size=50) * rng.uniform(0.5, 2.0, (50, 1))
-    new = jax.jit(model.m_step)(MixtureOfExpertsStats(jnp.asarray(resp)), params, data)
+    resp = jnp.asarray(rng.dirichlet(np.ones(3), size=50) * rng.uniform(0.5, 2.0, (50, 1)))
+
+    @jax.jit
+    def step(params, resp):
+        stats = MixtureOfExpertsStats(
+            jnp.sum(resp, axis=0),
+            jaxem.PerObservation(resp, data),
+            expert.statistics(data, resp, params.experts),
+            jnp.asarray(50.0),
+        )
+        new, _ = model.m_step(stats, params)
+        gate_q = lambda p: expected_log_joint(resp, model.gate_log_probabilities(p, data[0]))
+        return new, gate_q(params), gate_q(new)
+
+    new, before, after = step(params, resp)
     y2 = y[:, None] if y.ndim == 1 else y
-    old_variances = np.asarray(params.expert_variances).reshape(3, -1)
-    weights, bias, variances = weighted_least_squares_reference(
-        x, y2, resp, old_variances, l2, 1e-3
+    weights, bias, variances = weighted_least_squares_reference(x, y2, np.asarray(resp))
+    experts = new.experts
+    np.testing.assert_allclose(
+        experts.coefficients, weights.reshape(experts.coefficients.shape), rtol=1e-8, atol=1e-10
     )
-    shape = np.shape(params.expert_variances)
-    weights = weights.reshape(new.expert_weights.shape)
-    np.testing.assert_allclose(new.expert_weights, weights, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(new.expert_bias, bias.reshape(shape), rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(new.expert_variances, variances.reshape(shape), rtol=1e-8)
+    shape = experts.intercepts.shape
+    np.testing.assert_allclose(experts.intercepts, bias.reshape(shape), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(experts.variances, variances.reshape(shape), rtol=1e-8)
+    assert float(after) >= float(before)
 
 
 # ------------------------------------------------------------- recovery
@@ -334,7 +373,7 @@ def test_piecewise_linear_regression_is_recovered():
     threshold (within 0.2)."""
     model, (x, _), result = fit(("linear experts", "lbfgs"))
     params = result.params
-    slopes = np.asarray(params.expert_weights[:, 0])
+    slopes = np.asarray(params.experts.coefficients[:, 0])
     order = np.argsort(-slopes)  # slope 2 first
     np.testing.assert_allclose(slopes[order], SLOPES, atol=0.05)
     grid = np.linspace(-3.0, 3.0, 601)[:, None].astype(np.float32)
@@ -357,9 +396,14 @@ def test_mixture_of_logistic_regressions_reaches_the_truths_likelihood():
     per observation): the maximum-likelihood fit of 200 points lies above
     the truth by about (number of parameters / 2) / n ≈ 0.02."""
     model, data, result = fit(("logistic", "lbfgs"))
-    names = ("weights", "coefficients", "intercepts")
-    truth = MixtureOfLogisticRegressionsParams(
-        *(jnp.asarray(LOGISTIC_TRUTH[name], jnp.float32) for name in names), optimizer_state=None
+    truth = MixtureParams(
+        jnp.asarray(LOGISTIC_TRUTH["weights"], jnp.float32),
+        RegressionParams(
+            *(
+                jnp.asarray(LOGISTIC_TRUTH[name], jnp.float32)
+                for name in ("coefficients", "intercepts")
+            )
+        ),
     )
     true_log_lik = float(jax.jit(lambda p: jnp.mean(model.log_prob(p, data)))(truth))
     assert true_log_lik - 0.01 < float(result.log_likelihood) < true_log_lik + 0.1
@@ -368,26 +412,29 @@ def test_mixture_of_logistic_regressions_reaches_the_truths_likelihood():
 # ------------------------------------------- optimizer state, compilation
 
 
-def test_optimizer_state_is_carried_and_reset_reinitialises():
-    """The GEM optimizer's state rides in the params: Adam's step count grows
-    by ``num_steps`` per EM iteration (warm start) in one em_step and across
-    a fit, and a step with ``reset=True`` starts afresh at every M-step."""
+def test_m_step_state_is_carried_beside_the_parameters():
+    """The GEM optimizer's state is the driver's, not the parameters': Adam's
+    step count grows by ``num_steps`` per EM iteration (warm start) across a
+    fit and through ``em_step``, and a step with ``reset=True`` starts afresh
+    at every M-step. The parameters hold model parameters only."""
     model, data, result = fit(("logistic", "adam"))
-    counts = np.asarray(result.restarts.optimizer_state[0].count)
-    np.testing.assert_array_equal(counts, ADAM.num_steps * np.asarray(result.num_iter))
-    params = jax.tree.map(lambda leaf: leaf[0], result.restarts)
-    stepped, _ = jaxem.em_step(model, params, data)
-    before, after = params.optimizer_state[0], stepped.optimizer_state[0]
-    assert int(after.count) == int(before.count) + ADAM.num_steps
-    assert not np.allclose(after.mu[0], before.mu[0])
+    best = int(result.best_restart)
+    assert isinstance(result.params.components, RegressionParams)
+    count = int(result.m_step_state[0].count)
+    assert count == ADAM.num_steps * int(result.num_iter[best])
+    _, state, _ = jaxem.em_step(model, result.params, data, m_step_state=result.m_step_state)
+    assert int(state[0].count) == count + ADAM.num_steps
+    assert not np.allclose(state[0].mu[0], result.m_step_state[0].mu[0])
+    # Without a state, em_step starts a fresh one (and returns two values).
+    assert len(jaxem.em_step(model, result.params, data)) == 2
 
     # The softmax experts' step resets (ADAM_RESET), the gate's does not.
     _, _, result = fit(("softmax experts", "adam"))
-    state = result.restarts.optimizer_state
-    num_iter = np.asarray(result.num_iter)
-    assert np.all(num_iter > 1)
-    np.testing.assert_array_equal(np.asarray(state.gate[0].count), ADAM.num_steps * num_iter)
-    np.testing.assert_array_equal(np.asarray(state.experts[0].count), ADAM_RESET.num_steps)
+    best = int(result.best_restart)
+    num_iter = int(result.num_iter[best])
+    assert num_iter > 1
+    assert int(result.m_step_state.gate[0].count) == ADAM.num_steps * num_iter
+    assert int(result.m_step_state.experts[0].count) == ADAM_RESET.num_steps
 
 
 def test_second_fit_with_new_data_does_not_recompile():
@@ -397,8 +444,13 @@ def test_second_fit_with_new_data_does_not_recompile():
         _, _, result = fit(("linear experts", "lbfgs"), seed=seed, key=seed)
         assert np.isfinite(float(result.log_likelihood))
     # An equal model built again (the default optimizer is one shared object).
-    assert MixtureOfExperts(2) == MixtureOfExperts(2)
-    jaxem.fit(MixtureOfExperts(2), piecewise(7), key=jax.random.key(7), **{**FIT, "tol": 1e-3})
+    assert MixtureOfExperts(LinearRegression(), 2) == MixtureOfExperts(LinearRegression(), 2)
+    jaxem.fit(
+        MixtureOfExperts(LinearRegression(), 2),
+        piecewise(7),
+        key=jax.random.key(7),
+        **{**FIT, "tol": 1e-3},
+    )
     assert _driver._jitted_fit._cache_size() == compiled
 
 
@@ -408,9 +460,9 @@ def test_second_fit_with_new_data_does_not_recompile():
 def test_predict_sample_and_parameter_counts():
     x, _ = piecewise(0, 20)
     xc, _ = classes(0, 20)
-    linear = MixtureOfExperts(3)
-    classifier = MixtureOfExperts(2, expert="softmax", num_classes=4)
-    mixture = MixtureOfLogisticRegressions(3)
+    linear = MixtureOfExperts(LinearRegression(), 3)
+    classifier = MixtureOfExperts(SoftmaxRegression(4), 2)
+    mixture = jaxem.Mixture(LogisticRegression(), 3)
     cases = [
         (linear, random_experts_params(linear, 1, dtype=np.float32), x),
         (linear, random_experts_params(linear, 1, width=2, dtype=np.float32), x),
@@ -431,7 +483,7 @@ def test_predict_sample_and_parameter_counts():
     assert mean2.shape == drawn2.shape == (20, 2)
     params = cases[0][1]
     gate = np.asarray(linear.gate_probabilities(params, x))
-    experts = x @ np.asarray(params.expert_weights).T + np.asarray(params.expert_bias)
+    experts = x @ np.asarray(params.experts.coefficients).T + np.asarray(params.experts.intercepts)
     np.testing.assert_allclose(mean, np.sum(gate * experts, axis=1), rtol=1e-5, atol=1e-6)
     assert probs.shape == (20, 4)
     np.testing.assert_allclose(np.sum(probs, axis=1), 1.0, rtol=1e-6)
@@ -448,7 +500,9 @@ def test_predict_sample_and_parameter_counts():
     # Both initialisations give parameters of one structure and shapes.
     shapes = [
         jax.eval_shape(
-            MixtureOfExperts(3, init_method=method).init, jax.random.key(0), (x, x[:, 0])
+            MixtureOfExperts(LinearRegression(), 3, init_method=method).init,
+            jax.random.key(0),
+            (x, x[:, 0]),
         )
         for method in ("gate", "random")
     ]
@@ -460,134 +514,99 @@ def test_predict_sample_and_parameter_counts():
 X, Y = piecewise(0, 20)
 C = classes(0, 20)
 L = logistic(0, 20)
+LINEAR = MixtureOfExperts(LinearRegression(), 2)
+SOFTMAX = MixtureOfExperts(SoftmaxRegression(3), 2)
+LOGISTIC = jaxem.Mixture(LogisticRegression(), 2)
 
 
 @pytest.mark.parametrize(
     "model, data, error, match",
     [
-        (MixtureOfExperts(2), (X, Y[:15]), ValueError, r"x\[1\] has 15 rows but x\[0\] has 20"),
-        (MixtureOfExperts(2), X, TypeError, r"tuple \(inputs \(n, P\), targets\)"),
-        (MixtureOfExperts(2), (X, Y, Y), TypeError, "a sequence of 3"),
+        (LINEAR, (X, Y[:15]), ValueError, r"x\[1\] has 15 rows but x\[0\] has 20"),
+        (LINEAR, X, TypeError, r"tuple \(inputs, targets\)"),
+        (LINEAR, (X, Y, Y), ValueError, "of 2 arrays; got 3"),
+        (LINEAR, [X, Y], TypeError, "go in a tuple, not a list"),
+        (LINEAR, (X[:, 0], Y), ValueError, r"inputs \(x\[0\]\) must be a 2-D array.*inputs\[:, None\]"),
+        (LINEAR, (X, Y[:, None, None]), ValueError, r"shape \(n,\) or \(n, T\)"),
+        (MixtureOfExperts(LinearRegression(), 30), (X, Y), ValueError, "20 observation.*num_experts=30"),
+        (SOFTMAX, (C[0], C[1] + 0.5), ValueError, r"must be integers.*targets\[0\] = "),
+        (SOFTMAX, (C[0], C[1] + 1.0), ValueError, r"must lie in 0..2.*= 3"),
+        (SOFTMAX, (C[0], C[1] - 1.0), ValueError, r"must lie in 0..2.*= -1"),
+        (SOFTMAX, (C[0], C[1][:, None]), ValueError, r"class labels \(x\[1\]\) must have shape \(n,\)"),
+        (LOGISTIC, (L[0], L[1] * 2.0), ValueError, r"\(0 or 1\) must lie in 0..1.*= 2"),
+        (LOGISTIC, (L[0], L[1] - 0.5), ValueError, "must be integers"),
+        (LOGISTIC, (L[0], L[1][:, None]), ValueError, r"labels \(x\[1\]\) must have shape \(n,\)"),
         (
-            MixtureOfExperts(2),
-            (X[:, 0], Y),
+            MixtureOfExperts(PoissonRegression(), 2),
+            (X, Y),
             ValueError,
-            r"inputs \(x\[0\]\) must be a 2-D array.*inputs\[:, None\]",
-        ),
-        (MixtureOfExperts(2), (X, Y[:, None, None]), ValueError, r"shape \(n,\) or \(n, T\)"),
-        (MixtureOfExperts(30), (X, Y), ValueError, "20 observation.*num_experts=30"),
-        (
-            MixtureOfExperts(2, expert="softmax", num_classes=3),
-            (C[0], C[1] + 0.5),
-            ValueError,
-            r"must be integers.*targets\[0\] = ",
-        ),
-        (
-            MixtureOfExperts(2, expert="softmax", num_classes=3),
-            (C[0], C[1] + 1.0),
-            ValueError,
-            r"must lie in 0..2.*= 3",
-        ),
-        (
-            MixtureOfExperts(2, expert="softmax", num_classes=3),
-            (C[0], C[1] - 1.0),
-            ValueError,
-            r"must lie in 0..2.*= -1",
-        ),
-        (
-            MixtureOfExperts(2, expert="softmax", num_classes=3),
-            (C[0], C[1][:, None]),
-            ValueError,
-            r"class labels of shape \(n,\)",
-        ),
-        (
-            MixtureOfLogisticRegressions(2),
-            (L[0], L[1] * 2.0),
-            ValueError,
-            r"\(0 or 1\) must lie in 0..1.*= 2",
-        ),
-        (MixtureOfLogisticRegressions(2), (L[0], L[1] - 0.5), ValueError, "must be integers"),
-        (
-            MixtureOfLogisticRegressions(2),
-            (L[0], L[1][:, None]),
-            ValueError,
-            r"labels \(x\[1\]\) must have shape \(n,\)",
+            r"PoissonRegression data must be non-negative integer counts; targets has",
         ),
     ],
-)
+)  # fmt: skip
 def test_bad_data(model, data, error, match):
     with pytest.raises(error, match=match):
         jaxem.fit(model, data, key=jax.random.key(0))
 
 
 def test_bad_params():
-    model = MixtureOfExperts(2)
-    params = random_experts_params(model, 1, dtype=np.float32, state=True)
+    params = random_experts_params(LINEAR, 1, dtype=np.float32)
     with pytest.raises(
         ValueError, match=r"params.gate_weights must have shape \(1, 2\).*got \(2, 2\)"
     ):
-        jaxem.em_step(model, params._replace(gate_weights=jnp.zeros((2, 2))), (X, Y))
+        jaxem.em_step(LINEAR, params._replace(gate_weights=jnp.zeros((2, 2))), (X, Y))
     with pytest.raises(
         ValueError,
-        match=r"params.expert_weights must have shape \(2, 1, 2\).*targets of shape \(n, 2\)\); got \(2, 1\)",
+        match=r"params.coefficients must have shape \(2, 1, 2\) for num_components=2, P=1 inputs and T=2 targets; got \(2, 1\)",
     ):
-        jaxem.em_step(model, params, (X, np.stack([Y, Y], axis=1)))
-    with pytest.raises(ValueError, match=r"params.expert_variances must be finite and positive"):
-        jaxem.em_step(model, params._replace(expert_variances=-params.expert_variances), (X, Y))
+        jaxem.em_step(LINEAR, params, (X, np.stack([Y, Y], axis=1)))
+    experts = params.experts
+    with pytest.raises(ValueError, match=r"params.variances must be positive"):
+        jaxem.em_step(
+            LINEAR, params._replace(experts=experts._replace(variances=-experts.variances)), (X, Y)
+        )
+    with pytest.raises(ValueError, match=r"params.gate_bias contains NaN"):
+        jaxem.em_step(LINEAR, params._replace(gate_bias=jnp.full(2, jnp.nan)), (X, Y))
     with pytest.raises(TypeError, match="must be a MixtureOfExpertsParams"):
-        jaxem.em_step(model, tuple(params), (X, Y))
-    logistic_model = MixtureOfLogisticRegressions(2)
-    params = random_logistic_params(logistic_model, 2, dtype=np.float32, state=True)
+        jaxem.em_step(LINEAR, tuple(params), (X, Y))
+    params = random_logistic_params(LOGISTIC, 2, dtype=np.float32)
+    components = params.components
     with pytest.raises(ValueError, match=r"params.coefficients must have shape \(2, 2\)"):
-        jaxem.em_step(logistic_model, params._replace(coefficients=jnp.zeros((3, 2))), L)
+        jaxem.em_step(
+            LOGISTIC,
+            params._replace(components=components._replace(coefficients=jnp.zeros((3, 2)))),
+            L,
+        )
+    with pytest.raises(ValueError, match=r"params.intercepts contains NaN or inf"):
+        jaxem.em_step(
+            LOGISTIC,
+            params._replace(components=components._replace(intercepts=jnp.full(2, jnp.inf))),
+            L,
+        )
     with pytest.raises(ValueError, match="sum to 1"):
-        jaxem.em_step(logistic_model, params._replace(weights=jnp.array([0.9, 0.9])), L)
+        jaxem.em_step(LOGISTIC, params._replace(weights=jnp.array([0.9, 0.9])), L)
 
 
 @pytest.mark.parametrize(
     "make, error, match",
     [
-        (lambda: MixtureOfExperts(0), ValueError, "num_experts must be >= 1"),
-        (lambda: MixtureOfExperts(2.0), TypeError, "num_experts must be an integer"),
-        (lambda: MixtureOfExperts(2, expert="tree"), ValueError, "expert must be one of"),
-        (lambda: MixtureOfExperts(2, expert="softmax"), ValueError, "needs num_classes"),
+        (lambda: MixtureOfExperts(LinearRegression(), 0), ValueError, "num_experts must be >= 1"),
+        (lambda: MixtureOfExperts(LinearRegression(), 2.0), TypeError, "num_experts must be an integer"),
+        (lambda: MixtureOfExperts("linear", 2), TypeError, "must implement the jaxem.Component contract"),
+        (lambda: SoftmaxRegression(), TypeError, "num_classes"),
+        (lambda: SoftmaxRegression(1), ValueError, "num_classes must be >= 2"),
+        (lambda: SoftmaxRegression(3, step=optax.adam(0.1)), TypeError, "step must be a jaxem.gem.GradientMStep"),
         (
-            lambda: MixtureOfExperts(2, expert="softmax", num_classes=1),
-            ValueError,
-            "num_classes must be >= 2",
-        ),
-        (
-            lambda: MixtureOfExperts(2, num_classes=3),
-            ValueError,
-            "num_classes is for expert='softmax'",
-        ),
-        (
-            lambda: MixtureOfExperts(2, expert_step=ADAM),
-            ValueError,
-            "linear experts are fitted in closed form",
-        ),
-        (
-            lambda: MixtureOfExperts(2, gate_step=optax.adam(0.1)),
+            lambda: MixtureOfExperts(LinearRegression(), 2, gate_step=optax.adam(0.1)),
             TypeError,
             "gate_step must be a jaxem.gem.GradientMStep",
         ),
-        (
-            lambda: MixtureOfExperts(2, gate_l2=-1.0),
-            ValueError,
-            "gate_l2 must be a finite number >= 0",
-        ),
-        (
-            lambda: MixtureOfExperts(2, init_method="kmeans"),
-            ValueError,
-            "init_method must be one of",
-        ),
-        (
-            lambda: MixtureOfLogisticRegressions(2, l2=float("nan")),
-            ValueError,
-            "l2 must be a finite number",
-        ),
+        (lambda: MixtureOfExperts(LinearRegression(), 2, gate_l2=-1.0), ValueError, "gate_l2 must be a finite number >= 0"),
+        (lambda: MixtureOfExperts(LinearRegression(), 2, init_method="kmeans"), ValueError, "init_method must be one of"),
+        (lambda: LogisticRegression(l2=float("nan")), ValueError, "l2 must be a finite number"),
+        (lambda: PoissonRegression(l2=-1.0), ValueError, "l2 must be a finite number >= 0"),
     ],
-)
+)  # fmt: skip
 def test_bad_configuration(make, error, match):
     with pytest.raises(error, match=match):
         make()

@@ -18,7 +18,8 @@ from scipy import stats as st
 from scipy.special import logsumexp
 
 import jaxem
-from jaxem.models._linear_regression import LinearRegression, LinearRegressionParams
+from jaxem import LinearRegression
+from jaxem.models.components import LinearRegressionParams
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -41,7 +42,7 @@ def make_regressions(seed=0, n=90, num_inputs=P, num_targets=None, num_component
 def random_params(rng, num_inputs=P, num_targets=None, k=K, fit_intercept=True):
     t = () if num_targets is None else (num_targets,)
     intercepts = rng.normal(scale=2.0, size=(k, *t)) if fit_intercept else np.zeros((k, *t))
-    return jaxem.MixtureParams(
+    return jaxem.models.MixtureParams(
         jnp.asarray(rng.dirichlet(2 * np.ones(k))),
         LinearRegressionParams(
             jnp.asarray(rng.normal(size=(k, num_inputs, *t))),
@@ -180,7 +181,7 @@ def test_m_step_is_a_stationary_point_of_q_plus_log_prior():
     def m_step_and_gradient(params, x):
         resp = model.posterior(params, x)
         stats = component.statistics(x, resp, params.components)
-        new = component.maximize(stats, jnp.sum(resp, axis=0), params.components)
+        new, _ = component.maximize(stats, jnp.sum(resp, axis=0), params.components, ())
 
         def objective(free):
             coefficients, intercepts, log_variances = free
@@ -235,7 +236,7 @@ def test_empty_component_stays_finite():
     inputs, targets = make_regressions()
     params = random_params(rng)
     c = params.components
-    params = jaxem.MixtureParams(
+    params = jaxem.models.MixtureParams(
         jnp.asarray([0.5, 0.5, 0.0]), c._replace(intercepts=c.intercepts.at[1].set(1e6))
     )
     model = jaxem.Mixture(LinearRegression(reg_covar=0.0), K)
@@ -308,7 +309,7 @@ def test_sample_targets_and_num_parameters():
     assert LinearRegression(fit_intercept=False).num_parameters(wide) == 3 * 2 * (4 + 1)
     with pytest.raises(TypeError, match="sample_targets"):
         jaxem.Mixture(component, 2).sample(
-            jax.random.key(0), jaxem.MixtureParams(jnp.ones(2) / 2, params), 5
+            jax.random.key(0), jaxem.models.MixtureParams(jnp.ones(2) / 2, params), 5
         )
 
 
@@ -371,11 +372,11 @@ def test_bad_params_raise_clear_errors():
     ]
     for components, message in cases:
         with pytest.raises(ValueError, match=message):
-            jaxem.em_step(model, jaxem.MixtureParams(weights, components), (inputs, targets))
+            jaxem.em_step(model, jaxem.models.MixtureParams(weights, components), (inputs, targets))
     no_intercept = jaxem.Mixture(LinearRegression(fit_intercept=False), 2)
     with pytest.raises(ValueError, match="intercepts must be zero when fit_intercept=False"):
         jaxem.em_step(
             no_intercept,
-            jaxem.MixtureParams(weights, good._replace(intercepts=jnp.ones(2))),
+            jaxem.models.MixtureParams(weights, good._replace(intercepts=jnp.ones(2))),
             (inputs, targets),
         )

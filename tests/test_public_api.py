@@ -10,9 +10,18 @@ import pytest
 
 import jaxem
 import jaxem.estimators
+import jaxem.inference
 import jaxem.models
+import jaxem.models.components
 
-PUBLIC_MODULES = [jaxem, jaxem.gem, jaxem.models, jaxem.estimators]
+PUBLIC_MODULES = [
+    jaxem,
+    jaxem.gem,
+    jaxem.inference,
+    jaxem.models,
+    jaxem.models.components,
+    jaxem.estimators,
+]
 
 
 @pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda m: m.__name__)
@@ -21,6 +30,22 @@ def test_every_public_name_imports_and_is_documented(module):
     for name in module.__all__:
         value = getattr(module, name)
         assert value.__doc__, f"{module.__name__}.{name} has no docstring"
+
+
+def test_every_public_object_has_one_home():
+    """No object is exported by two public modules (re-exported sklearn
+    exceptions aside), and the top level holds no statistics types."""
+    homes = {}
+    for module in PUBLIC_MODULES:
+        for name in module.__all__:
+            value = getattr(module, name)
+            if getattr(value, "__module__", "").startswith("sklearn"):
+                continue
+            assert id(value) not in homes, (
+                f"{name} is exported by {homes[id(value)]} and {module.__name__}"
+            )
+            homes[id(value)] = module.__name__
+    assert not [name for name in jaxem.__all__ if name.endswith("Stats")]
 
 
 def test_design_contract_names():

@@ -19,7 +19,7 @@ from scipy.optimize import brentq
 from scipy.special import digamma, logsumexp, polygamma
 
 import jaxem
-from jaxem.models._student_t import (
+from jaxem.models.components._student_t import (
     StudentT,
     StudentTParams,
     log_minus_digamma,
@@ -45,7 +45,7 @@ def make_t_blobs(seed=0, n=150, dim=D, num_components=K, dof=4.0, separation=6.0
 def random_params(rng, x, k=K):
     dim = x.shape[1]
     a = rng.normal(size=(k, dim, dim))
-    return jaxem.MixtureParams(
+    return jaxem.models.MixtureParams(
         jnp.asarray(rng.dirichlet(2 * np.ones(k))),
         StudentTParams(
             jnp.asarray(x[rng.choice(len(x), k, replace=False)]),
@@ -242,7 +242,7 @@ def test_float32_fit_is_monotone_finite_and_finds_the_clusters():
     and it finds the blobs' centres and heavy tails."""
     x = make_t_blobs(seed=2, n=300, dim=2, num_components=2, dof=3.0, separation=8.0)
     model = jaxem.Mixture(StudentT(), 2)
-    start = jaxem.MixtureParams(
+    start = jaxem.models.MixtureParams(
         jnp.asarray([0.5, 0.5]),
         StudentTParams(jnp.asarray(x[:2]), jnp.stack([jnp.eye(2)] * 2), jnp.full(2, 10.0)),
     )  # rows 0 and 1 lie in different blobs
@@ -271,7 +271,7 @@ def test_empty_component_stays_finite():
     x = make_t_blobs(n=N)
     params = random_params(rng, x)
     c = params.components
-    params = jaxem.MixtureParams(
+    params = jaxem.models.MixtureParams(
         jnp.asarray([0.5, 0.5, 0.0]), c._replace(means=c.means.at[1].set(1e4))
     )
     for _ in range(3):
@@ -344,4 +344,4 @@ def test_bad_params_raise_clear_errors():
     ]
     for components, error, message in bad:
         with pytest.raises(error, match=message):
-            jaxem.em_step(model, jaxem.MixtureParams(weights, components), x)
+            jaxem.em_step(model, jaxem.models.MixtureParams(weights, components), x)

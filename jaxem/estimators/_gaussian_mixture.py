@@ -16,10 +16,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from jaxem._driver import fit as _fit
-from jaxem.models._gaussian import COVARIANCE_TYPES, GaussianMixturePrior
 from jaxem.models._gaussian_mixture import GaussianMixture as _Model
-from jaxem.models._gaussian_mixture import GaussianMixtureParams
+from jaxem.models._gaussian_mixture import GaussianMixtureParams, GaussianMixturePrior
 from jaxem.models._mixture import INIT_METHODS
+from jaxem.models.components._gaussian import COVARIANCE_TYPES
 
 
 class ComponentCollapseWarning(UserWarning):

@@ -1,86 +1,28 @@
-"""Latent-variable models implementing the :class:`jaxem.Model` contract."""
+"""Latent structures built from components: parameter and statistics types.
 
-from jaxem.models._bernoulli import Bernoulli, BernoulliParams, BernoulliStats
-from jaxem.models._categorical import Categorical, CategoricalParams, CategoricalStats
+The models themselves (:class:`jaxem.Mixture`, :class:`jaxem.GaussianMixture`,
+:class:`jaxem.MixtureOfExperts`, :class:`jaxem.LogJointModel`) live at the
+top level. This module holds the types of their parameters (to build or
+inspect them by hand), their statistics and their M-step states; the
+component families' own types are in :mod:`jaxem.models.components`.
+"""
+
 from jaxem.models._experts import (
-    MixtureOfExperts,
-    MixtureOfExpertsOptimizerState,
+    MixtureOfExpertsMStepState,
     MixtureOfExpertsParams,
     MixtureOfExpertsStats,
-    MixtureOfLogisticRegressions,
-    MixtureOfLogisticRegressionsParams,
-    MixtureOfLogisticRegressionsStats,
+    anchored_gate,
 )
-from jaxem.models._exponential import Exponential, ExponentialParams, ExponentialStats
-from jaxem.models._gaussian import (
-    Gaussian,
-    GaussianMixturePrior,
-    GaussianMixturePriorParams,
-    GaussianParams,
-    GaussianPrior,
-    GaussianPriorParams,
-    GaussianStats,
-)
-from jaxem.models._gaussian_mixture import (
-    GaussianMixture,
-    GaussianMixtureParams,
-    GaussianMixtureStats,
-)
-from jaxem.models._linear_regression import (
-    LinearRegression,
-    LinearRegressionParams,
-    LinearRegressionStats,
-)
-from jaxem.models._log_joint import (
-    LogJointModel,
-    LogJointParams,
-    LogJointStats,
-)
-from jaxem.models._mixture import Component, Mixture, MixtureParams, MixtureStats
-from jaxem.models._poisson import Poisson, PoissonParams, PoissonStats
-from jaxem.models._student_t import StudentT, StudentTParams, StudentTStats
+from jaxem.models._gaussian_mixture import GaussianMixtureParams
+from jaxem.models._mixture import MixtureParams, MixtureStats, initial_responsibilities
 
 __all__ = [
-    "Bernoulli",
-    "BernoulliParams",
-    "BernoulliStats",
-    "Categorical",
-    "CategoricalParams",
-    "CategoricalStats",
-    "Component",
-    "Exponential",
-    "ExponentialParams",
-    "ExponentialStats",
-    "Gaussian",
-    "GaussianMixture",
     "GaussianMixtureParams",
-    "GaussianMixturePrior",
-    "GaussianMixturePriorParams",
-    "GaussianMixtureStats",
-    "GaussianParams",
-    "GaussianPrior",
-    "GaussianPriorParams",
-    "GaussianStats",
-    "LinearRegression",
-    "LinearRegressionParams",
-    "LinearRegressionStats",
-    "LogJointModel",
-    "LogJointParams",
-    "LogJointStats",
-    "Mixture",
-    "MixtureOfExperts",
-    "MixtureOfExpertsOptimizerState",
+    "MixtureOfExpertsMStepState",
     "MixtureOfExpertsParams",
     "MixtureOfExpertsStats",
-    "MixtureOfLogisticRegressions",
-    "MixtureOfLogisticRegressionsParams",
-    "MixtureOfLogisticRegressionsStats",
     "MixtureParams",
     "MixtureStats",
-    "Poisson",
-    "PoissonParams",
-    "PoissonStats",
-    "StudentT",
-    "StudentTParams",
-    "StudentTStats",
+    "anchored_gate",
+    "initial_responsibilities",
 ]

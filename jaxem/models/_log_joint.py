@@ -1,11 +1,13 @@
 """Models given only as a log-joint ``log p(x_i, z_i = k | θ)``.
 
-From a function ``log_joint(params, x) -> (n, K)`` everything EM needs
+From a function ``log_joint_fn(params, x) -> (n, K)`` everything EM needs
 follows: the marginal log-likelihood is its row-wise log-sum-exp, the
 posterior is the gradient of that log-normaliser with respect to the
-log-joint, ``Q(θ, θ_old) = Σ_i w_i Σ_k r_ik log_joint(θ, x)_ik`` with the
-responsibilities held fixed, and the M-step is a :class:`jaxem.gem.GradientMStep`
-on ``Q + log prior`` (or a closed form the user supplies).
+log-joint (:func:`jaxem.inference.posterior_from_gradient`),
+``Q(θ, θ_old) = Σ_i w_i Σ_k r_ik log_joint(θ, x)_ik`` with the
+responsibilities held fixed, and the M-step is a
+:class:`jaxem.gem.GradientMStep` on ``Q + log prior`` (or a closed form the
+user supplies). Parameters are the user's own pytrees, everywhere.
 """
 
 from __future__ import annotations
@@ -14,60 +16,22 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
-from jax import lax
 
 from jaxem import gem
-from jaxem._numerics import log_normalize, num_rows, tree_all_finite
+from jaxem._model import Model, check_finite_params
+from jaxem._numerics import num_rows
+from jaxem._stats import PerObservation
+from jaxem._validation import check_finite_data
+from jaxem.inference import discrete_posterior, expected_log_joint, posterior_from_gradient
+from jaxem.models._mixture import collapsed
+from jaxem.models.components._gradient import gradient_m_step
 
 Array = jax.Array
-
-
-class LogJointParams(NamedTuple):
-    """Parameters of a :class:`LogJointModel`.
-
-    Attributes:
-      params: the user's parameters (any pytree).
-      optimizer_state: the GEM optimizer's state, carried across EM
-        iterations (warm start); ``()`` with a closed-form M-step. Not fitted.
-    """
-
-    params: Any
-    optimizer_state: Any = ()
-
-
-class LogJointStats(NamedTuple):
-    """What the M-step of a :class:`LogJointModel` needs.
-
-    Attributes:
-      responsibilities: ``w_i p(z_i = k | x_i, θ_old)``, ``(n, K)``
-        (observation weights included). They concatenate (not add) across
-        blocks of observations.
-    """
-
-    responsibilities: Array
-
-
-def e_step_from_log_joint(log_joint: Array, weights: Array | None) -> tuple[Array, Array]:
-    """Weighted responsibilities and summed log-likelihood from ``(n, K)``
-    log-joint values: the posterior as the gradient of the log-normaliser
-    ``Σ_i w_i logsumexp_k ℓ_ik`` with respect to ``ℓ``."""
-    w = jnp.ones(log_joint.shape[0], log_joint.dtype) if weights is None else weights
-
-    def log_normalizer(ell: Array) -> Array:
-        return jnp.sum(w * log_normalize(ell, axis=1)[0])
-
-    total, resp = jax.value_and_grad(log_normalizer)(log_joint)
-    return lax.stop_gradient(resp), total
-
-
-def expected_log_joint(resp: Array, log_joint: Array) -> Array:
-    """``Q = Σ_ik r_ik ℓ_ik``, treating ``0 · (−inf)`` as ``0``."""
-    return jnp.sum(jnp.where(resp > 0, resp * log_joint, 0.0))
 
 
 def count_free_parameters(params: Any, constraints: Any) -> int:
@@ -96,9 +60,20 @@ def count_free_parameters(params: Any, constraints: Any) -> int:
     return int(sum(jax.tree.leaves(counts)))
 
 
+@functools.cache
+def _default_gradient_step() -> gem.GradientMStep:
+    """One shared default (so equal models compile once)."""
+    return gem.GradientMStep(optax.adam(0.05), num_steps=20)
+
+
 @dataclasses.dataclass(frozen=True)
-class LogJointModel:
+class LogJointModel(Model):
     """A latent-variable model with a discrete latent, given by its log-joint.
+
+    Parameters are the user's own pytrees: what ``init_fn`` returns, what
+    ``fit`` returns, and what :meth:`log_prob`, :meth:`posterior`,
+    :meth:`log_prior` and ``init_params`` take. The gradient M-step's
+    optimizer state is carried by the driver beside them.
 
     Args:
       log_joint_fn: ``(params, x) -> (n, K)``, ``log p(x_i, z_i = k | params)``
@@ -113,7 +88,8 @@ class LogJointModel:
       sample_fn: ``(key, params, n) -> draws``, for :meth:`sample`.
       num_parameters_fn: ``params -> int`` for BIC/AIC; ``None`` counts the
         free entries under the gradient step's constraints.
-      check_data_fn: ``x -> None``, raising for data the model cannot take.
+      check_data_fn: ``x -> None``, raising for data the model cannot take
+        (NaN and inf are refused in any case).
 
     Examples:
       A mixture of two unit-variance Gaussians with unknown means and weights:
@@ -131,7 +107,7 @@ class LogJointModel:
       >>> x = jnp.concatenate([jnp.full((50, 1), -2.0), jnp.full((50, 1), 3.0)])
       >>> x = x + 0.5 * jax.random.normal(jax.random.key(0), x.shape)
       >>> result = jaxem.fit(model, x, key=jax.random.key(1), num_restarts=4, max_iter=200)
-      >>> sorted(round(float(m)) for m in result.params.params[1])
+      >>> sorted(round(float(m)) for m in result.params[1])
       [-2, 3]
     """
 
@@ -143,9 +119,6 @@ class LogJointModel:
     sample_fn: Callable[[Array, Any, int], Any] | None = None
     num_parameters_fn: Callable[[Any], int] | None = None
     check_data_fn: Callable[[Any], None] | None = None
-
-    m_step_uses_data: ClassVar[bool] = True
-    stats_per_observation: ClassVar[bool] = True
 
     def __post_init__(self):
         for name in ("log_joint_fn", "init_fn"):
@@ -174,104 +147,106 @@ class LogJointModel:
 
     # ------------------------------------------------------------------ checks
 
-    def check_data(self, x: Any) -> None:
+    def check_data(self, x: Any) -> Array:
+        """The user's ``check_data_fn`` (if any), and finite values (when
+        concrete); returns whether the values are finite."""
         if self.check_data_fn is not None:
             self.check_data_fn(x)
+        return check_finite_data(x)
 
     def check_params(self, params: Any, x: Any) -> None:
-        if not isinstance(params, LogJointParams):
-            raise TypeError(
-                "params must be a LogJointParams(params, optimizer_state) (model.init "
-                f"builds one); got {type(params).__name__}"
+        """Raise ``ValueError`` for concrete parameters holding NaN or inf
+        (the structure and shapes are checked against ``init_fn``'s by the
+        driver)."""
+        check_finite_params(params)
+
+    def _log_joint(self, params: Any, x: Any) -> Array:
+        log_joint = self.log_joint_fn(params, x)
+        n = num_rows(x)
+        if jnp.ndim(log_joint) != 2 or jnp.shape(log_joint)[0] != n:
+            raise ValueError(
+                "log_joint_fn(params, x) must return an (n, K) array of log p(x_i, z_i = k) "
+                f"with one row per observation (n = {n}); got shape {jnp.shape(log_joint)}"
             )
+        return log_joint
 
     # ------------------------------------------------------------- the contract
 
-    def init(self, key: Array, x: Any, weights: Array | None = None) -> LogJointParams:
-        """The user's initial parameters, with a fresh optimizer state."""
-        del weights  # the user's initialiser sees the data only
-        return self.wrap(self.init_fn(key, x))
-
-    def wrap(self, params: Any) -> LogJointParams:
-        """Own parameters as :class:`LogJointParams` with a fresh optimizer state."""
-        step = self.gradient_step
-        return LogJointParams(params, () if step is None else step.init(params))
+    def init(self, key: Array, x: Any, weights: Array | None = None) -> Any:
+        """The user's initial parameters (``init_fn(key, x)``; the weights are
+        not passed on)."""
+        del weights
+        return self.init_fn(key, x)
 
     def e_step(
-        self, params: LogJointParams, x: Any, weights: Array | None = None
-    ) -> tuple[LogJointStats, Array]:
-        """Responsibilities (as the gradient of the log-normaliser) and the
-        summed log-likelihood."""
-        log_joint = self.log_joint_fn(params.params, x)
-        resp, total = e_step_from_log_joint(log_joint, weights)
-        return LogJointStats(resp), total
+        self, params: Any, x: Any, weights: Array | None = None
+    ) -> tuple[PerObservation, Array]:
+        """Responsibilities (the gradient of the log-normaliser) with the data,
+        and the summed log-likelihood."""
+        resp, total = posterior_from_gradient(self._log_joint(params, x), weights)
+        return PerObservation(resp, x), total
 
-    def expected_log_joint(self, params: Any, stats: LogJointStats, x: Any) -> Array:
-        """``Q(θ, θ_old)`` for the user's parameters ``params`` (the
-        responsibilities in ``stats`` came from ``θ_old``)."""
-        return expected_log_joint(stats.responsibilities, self.log_joint_fn(params, x))
+    def expected_log_joint(self, params: Any, stats: PerObservation) -> Array:
+        """``Q(θ, θ_old)`` at ``params`` = θ, from the responsibilities (under
+        θ_old) and data in ``stats``."""
+        return expected_log_joint(stats.values, self._log_joint(params, stats.data))
+
+    def init_m_step_state(self, params: Any) -> Any:
+        """The gradient step's optimizer state at ``params`` (``()`` with a
+        closed-form ``m_step_fn``)."""
+        return () if self.gradient_step is None else self.gradient_step.init(params)
 
     def m_step(
-        self, stats: LogJointStats, params: LogJointParams, x: Any, weights: Array | None = None
-    ) -> LogJointParams:
-        """Gradient steps on ``Q + log prior`` (or the closed form)."""
-        del weights  # already in the responsibilities
-        step = self.gradient_step
-        if step is None:
-            return LogJointParams(
-                self.m_step_fn(stats.responsibilities, x, params.params), params.optimizer_state
-            )
+        self, stats: PerObservation, params: Any, m_step_state: Any = None
+    ) -> tuple[Any, Any]:
+        """Gradient steps on ``(Q + log prior)`` divided by the total weight
+        (or the closed form); returns ``(params, m_step_state)``."""
+        if m_step_state is None:
+            m_step_state = self.init_m_step_state(params)
+        if self.gradient_step is None:
+            return self.m_step_fn(stats.values, stats.data, params), m_step_state
+        return gradient_m_step(
+            self.gradient_step, self._log_joint, self.log_prior, stats, params, m_step_state
+        )
 
-        def objective(theta: Any) -> Array:
-            return self.expected_log_joint(theta, stats, x) + self.log_prior(theta)
+    def log_prob(self, params: Any, x: Any) -> Array:
+        """Per-observation ``log p(x_i)``, ``(n,)``."""
+        return discrete_posterior(self._log_joint(params, x))[0]
 
-        theta, state = step.update(objective, params.params, params.optimizer_state)
-        return LogJointParams(theta, state)
-
-    def is_finite(self, params: LogJointParams) -> Array:
-        """Whether the fitted parameters are finite (the optimizer state may
-        hold inf, e.g. a line search's initial value)."""
-        return tree_all_finite(params.params)
-
-    def log_prob(self, params: LogJointParams, x: Any) -> Array:
-        return log_normalize(self.log_joint_fn(params.params, x), axis=1)[0]
-
-    def posterior(self, params: LogJointParams, x: Any) -> Array:
-        return log_normalize(self.log_joint_fn(params.params, x), axis=1)[1]
+    def posterior(self, params: Any, x: Any) -> Array:
+        """``p(z_i = k | x_i)``, ``(n, K)``."""
+        return discrete_posterior(self._log_joint(params, x))[1]
 
     def log_prior(self, params: Any) -> Array:
-        """``log p(θ)`` of the user's parameters (or of :class:`LogJointParams`)."""
-        if isinstance(params, LogJointParams):
-            params = params.params
+        """``log p(θ)`` (``0.0`` without a ``log_prior_fn``)."""
         if self.log_prior_fn is None:
             leaves = jax.tree.leaves(params)
             dtype = jnp.result_type(*leaves) if leaves else jnp.float32
             return jnp.zeros((), dtype)
         return self.log_prior_fn(params)
 
-    def sample(self, key: Array, params: LogJointParams, n: int) -> Any:
+    def sample(self, key: Array, params: Any, n: int) -> Any:
+        """``n`` draws from ``sample_fn``.
+
+        Raises:
+          TypeError: the model has no ``sample_fn``.
+        """
         if self.sample_fn is None:
             raise TypeError(
                 "this LogJointModel has no sampler: pass sample_fn=(key, params, n) -> x"
             )
-        return self.sample_fn(key, params.params, n)
+        return self.sample_fn(key, params, n)
 
-    def num_parameters(self, params: LogJointParams) -> int:
+    def num_parameters(self, params: Any) -> int:
+        """Free parameters (``num_parameters_fn``, or the entries free under
+        the gradient step's constraints)."""
         if self.num_parameters_fn is not None:
-            return int(self.num_parameters_fn(params.params))
+            return int(self.num_parameters_fn(params))
         step = self.gradient_step
-        return count_free_parameters(params.params, None if step is None else step.constraints)
+        return count_free_parameters(params, None if step is None else step.constraints)
 
-    def diagnose(self, stats: LogJointStats, params: LogJointParams) -> dict[str, Array]:
+    def diagnose(self, stats: PerObservation, params: Any) -> dict[str, Array]:
         """``{"collapsed": (K,)}``: latent states with less than a thousandth
         of an average observation's weight."""
-        resp = stats.responsibilities
-        counts = jnp.sum(resp, axis=0)
-        average = jnp.sum(counts) / jnp.maximum(num_rows(resp), 1)
-        return {"collapsed": counts < 1e-3 * average}
-
-
-@functools.cache
-def _default_gradient_step() -> gem.GradientMStep:
-    """One shared default (so equal models compile once)."""
-    return gem.GradientMStep(optax.adam(0.05), num_steps=20)
+        resp = stats.values
+        return {"collapsed": collapsed(jnp.sum(resp, axis=0), num_rows(resp))}

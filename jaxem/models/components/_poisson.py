@@ -11,12 +11,12 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln
 
 from jaxem._numerics import exact_matmul
-from jaxem.models._component_checks import (
+from jaxem.models.components._checks import (
     check_count_data,
     check_matrix_data,
     clip_rates,
 )
-from jaxem.models._gamma_rates import GammaRateComponent
+from jaxem.models.components._gamma_rates import GammaRateComponent
 
 Array = jax.Array
 
@@ -81,11 +81,10 @@ class Poisson(GammaRateComponent):
 
     # ------------------------------------------------------------------ checks
 
-    def check_data(self, x: Any, num_components: int) -> None:
+    def check_data(self, x: Any, num_components: int) -> Array:
         """Raise unless ``x`` is an ``(n, D)`` array of non-negative integer
-        counts (values checked only when ``x`` is concrete)."""
-        check_matrix_data(x, "Poisson")
-        check_count_data(x, "Poisson")
+        counts (values checked only when ``x`` is concrete); return whether it is."""
+        return check_matrix_data(x, "Poisson") & check_count_data(x, "Poisson")
 
     # ------------------------------------------------------------- the contract
 
@@ -101,8 +100,12 @@ class Poisson(GammaRateComponent):
         return exact_matmul(x, log_rates) - total_rates - log_factorials[:, None]
 
     def maximize(
-        self, stats: PoissonStats, counts: Array, params: PoissonParams | None
-    ) -> PoissonParams:
+        self,
+        stats: PoissonStats,
+        counts: Array,
+        params: PoissonParams | None,
+        m_step_state: Any = (),
+    ) -> tuple[PoissonParams, Any]:
         """Maximum-likelihood or posterior-mode rates, clipped to
         ``[√tiny, 1/√tiny]`` (``params`` is not needed)."""
         sum_x = stats.sum_x
@@ -110,7 +113,7 @@ class Poisson(GammaRateComponent):
             rates = (sum_x + (self.prior_shape - 1.0)) / (counts + self.prior_rate)[:, None]
         else:
             rates = sum_x / counts[:, None]
-        return PoissonParams(clip_rates(rates))
+        return PoissonParams(clip_rates(rates)), m_step_state
 
     def sample(self, key: Array, params: PoissonParams, labels: Array) -> Array:
         """One draw per label: counts ``(n, D)`` in the params' (floating) dtype."""

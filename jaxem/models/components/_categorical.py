@@ -14,7 +14,7 @@ from jax.scipy.special import gammaln
 
 from jaxem._numerics import exact_matmul
 from jaxem._validation import is_concrete
-from jaxem.models._component_checks import (
+from jaxem.models.components._checks import (
     check_count_data,
     check_matrix_data,
     check_param_shape,
@@ -23,6 +23,7 @@ from jaxem.models._component_checks import (
     check_prior_number,
     maximize_responsibilities,
 )
+from jaxem.models.components._component import Component
 
 Array = jax.Array
 
@@ -50,7 +51,7 @@ class CategoricalStats(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Categorical:
+class Categorical(Component):
     """Multinomial components over ``D`` categories, for :class:`jaxem.Mixture`
     (a mixture of unigrams for bags of words; one-hot rows are categorical
     data).
@@ -109,11 +110,10 @@ class Categorical:
 
     # ------------------------------------------------------------------ checks
 
-    def check_data(self, x: Any, num_components: int) -> None:
+    def check_data(self, x: Any, num_components: int) -> Array:
         """Raise unless ``x`` is an ``(n, D)`` array of non-negative integer
-        counts (values checked only when ``x`` is concrete)."""
-        check_matrix_data(x, "Categorical")
-        check_count_data(x, "Categorical")
+        counts (values checked only when ``x`` is concrete); return whether it is."""
+        return check_matrix_data(x, "Categorical") & check_count_data(x, "Categorical")
 
     def check_params(self, params: Any, x: Any, num_components: int) -> None:
         """Raise for parameters of the wrong type or shape, or (when concrete)
@@ -156,8 +156,12 @@ class Categorical:
         return CategoricalStats(exact_matmul(resp.T, x))
 
     def maximize(
-        self, stats: CategoricalStats, counts: Array, params: CategoricalParams | None
-    ) -> CategoricalParams:
+        self,
+        stats: CategoricalStats,
+        counts: Array,
+        params: CategoricalParams | None,
+        m_step_state: Any = (),
+    ) -> tuple[CategoricalParams, Any]:
         """Maximum-likelihood or posterior-mode probabilities, floored at
         ``√tiny`` and renormalised (``counts`` and ``params`` are not needed:
         the normaliser is each row's total count)."""
@@ -167,7 +171,7 @@ class Categorical:
         floor = math.sqrt(float(jnp.finfo(sum_x.dtype).tiny))
         totals = jnp.sum(sum_x, axis=1, keepdims=True)
         probs = jnp.maximum(sum_x / jnp.maximum(totals, floor), floor)
-        return CategoricalParams(probs / jnp.sum(probs, axis=1, keepdims=True))
+        return CategoricalParams(probs / jnp.sum(probs, axis=1, keepdims=True)), m_step_state
 
     def initialize(self, x: Array, resp: Array, weights: Array | None) -> CategoricalParams:
         """The M-step from unweighted responsibilities ``(n, K)``."""

@@ -10,12 +10,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxem._numerics import exact_matmul
-from jaxem.models._component_checks import (
+from jaxem.models.components._checks import (
     check_data_values,
     check_matrix_data,
     clip_rates,
 )
-from jaxem.models._gamma_rates import GammaRateComponent
+from jaxem.models.components._gamma_rates import GammaRateComponent
 
 Array = jax.Array
 
@@ -86,11 +86,13 @@ class Exponential(GammaRateComponent):
 
     # ------------------------------------------------------------------ checks
 
-    def check_data(self, x: Any, num_components: int) -> None:
+    def check_data(self, x: Any, num_components: int) -> Array:
         """Raise unless ``x`` is an ``(n, D)`` array of non-negative values
-        (values checked only when ``x`` is concrete)."""
-        check_matrix_data(x, "Exponential")
-        check_data_values(x, lambda a: a < 0, "Exponential", "non-negative", "negative")
+        (values checked only when ``x`` is concrete); return whether it is."""
+        finite = check_matrix_data(x, "Exponential")
+        return finite & check_data_values(
+            x, lambda a: a < 0, "Exponential", "non-negative", "negative"
+        )
 
     # ------------------------------------------------------------- the contract
 
@@ -105,8 +107,12 @@ class Exponential(GammaRateComponent):
         return log_rates - exact_matmul(x, rates)
 
     def maximize(
-        self, stats: ExponentialStats, counts: Array, params: ExponentialParams | None
-    ) -> ExponentialParams:
+        self,
+        stats: ExponentialStats,
+        counts: Array,
+        params: ExponentialParams | None,
+        m_step_state: Any = (),
+    ) -> tuple[ExponentialParams, Any]:
         """Maximum-likelihood or posterior-mode rates, clipped to
         ``[√tiny, 1/√tiny]`` (``params`` is not needed)."""
         sum_x = stats.sum_x
@@ -114,7 +120,7 @@ class Exponential(GammaRateComponent):
             rates = (counts + (self.prior_shape - 1.0))[:, None] / (sum_x + self.prior_rate)
         else:
             rates = counts[:, None] / sum_x  # inf where S = 0: clipped below
-        return ExponentialParams(clip_rates(rates))
+        return ExponentialParams(clip_rates(rates)), m_step_state
 
     def sample(self, key: Array, params: ExponentialParams, labels: Array) -> Array:
         """One draw per label, ``(n, D)``, in the params' dtype."""

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxem._numerics import exact_matmul
-from jaxem.models._component_checks import (
+from jaxem.models.components._checks import (
     check_param_shape,
     check_param_values,
     check_params_type,
@@ -19,12 +19,13 @@ from jaxem.models._component_checks import (
     gamma_log_density,
     maximize_responsibilities,
 )
+from jaxem.models.components._component import Component
 
 Array = jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
-class GammaRateComponent:
+class GammaRateComponent(Component):
     """Base of components whose parameters are positive rates ``(K, D)`` with
     a Gamma prior, and whose statistics are ``Σ_i w_i r_ik x_i`` ``(K, D)``.
 

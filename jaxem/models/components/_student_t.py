@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -32,8 +31,14 @@ from jaxem._numerics import (
     inverse_cholesky_transpose,
     symmetrize,
 )
-from jaxem.models._component_checks import check_matrix_data, check_param_fields
-from jaxem.models._gaussian import _one_product_per_component
+from jaxem._validation import check_number
+from jaxem.models.components._checks import (
+    check_matrix_data,
+    check_param_fields,
+    guarded_counts,
+)
+from jaxem.models.components._component import Component
+from jaxem.models.components._covariance import one_product_per_component
 
 Array = jax.Array
 
@@ -176,7 +181,7 @@ class StudentTStats(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class StudentT:
+class StudentT(Component):
     """Multivariate Student-t components with full scale matrices and
     per-component degrees of freedom, for :class:`jaxem.Mixture`.
 
@@ -248,19 +253,15 @@ class StudentT:
     degrees_of_freedom_bounds: tuple[float, float] = (0.1, 1000.0)
 
     def __post_init__(self):
-        reg = self.reg_covar
-        if isinstance(reg, bool) or not isinstance(reg, numbers.Real):
-            raise TypeError(f"reg_covar must be a number; got {reg!r}")
-        if not (reg >= 0 and math.isfinite(reg)):
-            raise ValueError(f"reg_covar must be a finite number >= 0; got {reg}")
-        object.__setattr__(self, "reg_covar", float(reg))
-        fixed = self.fix_degrees_of_freedom
-        if fixed is not None:
-            if isinstance(fixed, bool) or not isinstance(fixed, numbers.Real):
-                raise TypeError(f"fix_degrees_of_freedom must be a number or None; got {fixed!r}")
-            if not (fixed > 0 and math.isfinite(fixed)):
-                raise ValueError(f"fix_degrees_of_freedom must be a finite number > 0; got {fixed}")
-            object.__setattr__(self, "fix_degrees_of_freedom", float(fixed))
+        object.__setattr__(self, "reg_covar", check_number(self.reg_covar, "reg_covar", 0.0))
+        fixed = check_number(
+            self.fix_degrees_of_freedom,
+            "fix_degrees_of_freedom",
+            0.0,
+            inclusive=False,
+            allow_none=True,
+        )
+        object.__setattr__(self, "fix_degrees_of_freedom", fixed)
         bounds = self.degrees_of_freedom_bounds
         try:
             low, high = (float(b) for b in bounds)
@@ -277,9 +278,9 @@ class StudentT:
 
     # ------------------------------------------------------------------ checks
 
-    def check_data(self, x: Any, num_components: int) -> None:
+    def check_data(self, x: Any, num_components: int) -> Array:
         """Raise ``ValueError``/``TypeError`` unless ``x`` is ``(n, D)``."""
-        check_matrix_data(x, "StudentT")
+        return check_matrix_data(x, "StudentT")
 
     def check_params(self, params: Any, x: Array, num_components: int) -> None:
         """Raise for parameters of the wrong structure or shape; for concrete
@@ -358,7 +359,7 @@ class StudentT:
             d = (dim - distances) / (nu + distances)
             return jnp.exp(log_u), _excess(d, log_u)
 
-        if _one_product_per_component(k):
+        if one_product_per_component(k):
             sum_u, firsts, seconds, excess = [], [], [], []
             for j in range(k):
                 residual = x - means[j]  # (rows, D)
@@ -425,8 +426,8 @@ class StudentT:
         )
 
     def maximize(
-        self, stats: StudentTStats, counts: Array, params: StudentTParams
-    ) -> StudentTParams:
+        self, stats: StudentTStats, counts: Array, params: StudentTParams, m_step_state: Any = ()
+    ) -> tuple[StudentTParams, Any]:
         """The CM-steps: means and scales in closed form, then ``ν_k``.
 
         Always finite: an empty component keeps its mean, gets scale
@@ -434,7 +435,8 @@ class StudentT:
         gets jitter) and a ``ν`` within the bounds.
         """
         means, scales = self._maximize_location_scale(stats, counts, params.means)
-        return StudentTParams(means, scales, self._maximize_dof(stats, counts, params))
+        dof = self._maximize_dof(stats, counts, params)
+        return StudentTParams(means, scales, dof), m_step_state
 
     def _maximize_location_scale(
         self, stats: StudentTStats, counts: Array, old_means: Array
@@ -476,7 +478,7 @@ class StudentT:
         means = jnp.where((counts > 0)[:, None], own, mean)
         # With u ≡ 1 (ν = ∞) the statistics are the Gaussian ones: one
         # M-step from moments about the component means.
-        if _one_product_per_component(k):
+        if one_product_per_component(k):
             seconds = []
             for j in range(k):
                 residual = x - means[j]
@@ -487,7 +489,7 @@ class StudentT:
             sum_xx = jnp.einsum("rk,krd,kre->kde", weighted, residual, residual)
         sum_x = weighted.T @ x - counts[:, None] * means
         stats = StudentTStats(counts, sum_x, sum_xx, jnp.zeros((k,), dtype))
-        counts = counts + 10.0 * jnp.finfo(dtype).eps
+        counts = guarded_counts(counts, x.shape[0])
         means, scales = self._maximize_location_scale(stats, counts, means)
         dof = self.fix_degrees_of_freedom or INITIAL_DEGREES_OF_FREEDOM
         return StudentTParams(means, scales, jnp.full((k,), dof, dtype))

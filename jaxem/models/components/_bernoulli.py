@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxem._numerics import exact_matmul
-from jaxem.models._component_checks import (
+from jaxem.models.components._checks import (
     check_data_values,
     check_matrix_data,
     check_param_shape,
@@ -21,6 +21,7 @@ from jaxem.models._component_checks import (
     check_prior_pair,
     maximize_responsibilities,
 )
+from jaxem.models.components._component import Component
 
 Array = jax.Array
 
@@ -48,7 +49,7 @@ class BernoulliStats(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Bernoulli:
+class Bernoulli(Component):
     """Independent Bernoulli features, for :class:`jaxem.Mixture` (a latent
     class model for binary data).
 
@@ -102,11 +103,11 @@ class Bernoulli:
 
     # ------------------------------------------------------------------ checks
 
-    def check_data(self, x: Any, num_components: int) -> None:
+    def check_data(self, x: Any, num_components: int) -> Array:
         """Raise unless ``x`` is an ``(n, D)`` array of zeros and ones (values
-        checked only when ``x`` is concrete)."""
-        check_matrix_data(x, "Bernoulli")
-        check_data_values(
+        checked only when ``x`` is concrete); return whether they are."""
+        finite = check_matrix_data(x, "Bernoulli")
+        return finite & check_data_values(
             x, lambda a: (a != 0) & (a != 1), "Bernoulli", "binary (0 or 1)", "non-binary"
         )
 
@@ -137,8 +138,12 @@ class Bernoulli:
         return BernoulliStats(exact_matmul(resp.T, x))
 
     def maximize(
-        self, stats: BernoulliStats, counts: Array, params: BernoulliParams | None
-    ) -> BernoulliParams:
+        self,
+        stats: BernoulliStats,
+        counts: Array,
+        params: BernoulliParams | None,
+        m_step_state: Any = (),
+    ) -> tuple[BernoulliParams, Any]:
         """Maximum-likelihood or posterior-mode probabilities, clipped to
         ``[eps, 1 − eps]`` (``params`` is not needed)."""
         sum_x = stats.sum_x
@@ -148,7 +153,8 @@ class Bernoulli:
         else:
             numerator, denominator = sum_x, counts
         eps = jnp.finfo(sum_x.dtype).eps
-        return BernoulliParams(jnp.clip(numerator / denominator[:, None], eps, 1.0 - eps))
+        probs = jnp.clip(numerator / denominator[:, None], eps, 1.0 - eps)
+        return BernoulliParams(probs), m_step_state
 
     def initialize(self, x: Array, resp: Array, weights: Array | None) -> BernoulliParams:
         """The M-step from unweighted responsibilities ``(n, K)``."""

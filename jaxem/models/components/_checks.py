@@ -1,16 +1,16 @@
-"""Checks and numerics shared by the one-array component families
-(:class:`~jaxem.Bernoulli`, :class:`~jaxem.Categorical`, :class:`~jaxem.Poisson`,
-:class:`~jaxem.Exponential`): data of shape ``(n, D)``, parameters of shape
-``(K, D)``, and prior hyperparameters given as static numbers.
+"""Checks and numerics shared by the component families: data of shape
+``(n, D)`` and its domain, parameters of shape ``(K, D)``, and prior
+hyperparameters given as static numbers.
 
-Value checks run only on concrete arrays (eagerly, before anything is traced);
-under a user's ``jit``/``vmap`` only shapes are checked.
+Value checks raise only on concrete arrays (eagerly, before anything is
+traced); under a user's ``jit``/``vmap`` only shapes raise, and the data
+checks return a traced boolean flag instead (the driver reports it as
+``invalid_input``).
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxem._validation import is_concrete
+from jaxem._validation import check_finite_data, check_number, is_concrete
 
 Array = jax.Array
 
@@ -26,12 +26,13 @@ Array = jax.Array
 # --------------------------------------------------------------------- data
 
 
-def check_matrix_data(x: Any, family: str) -> None:
-    """Raise unless ``x`` is one array of shape ``(n, D)`` with ``D >= 1``.
+def check_matrix_data(x: Any, family: str) -> Array:
+    """Raise unless ``x`` is one array of shape ``(n, D)`` with ``D >= 1``
+    and (when concrete) finite values; return whether its values are finite.
 
     Raises:
       TypeError: ``x`` is not an array (e.g. a tuple of arrays).
-      ValueError: ``x`` is not 2-D, or has no features.
+      ValueError: ``x`` is not 2-D, has no features, or holds NaN or inf.
     """
     if isinstance(x, (tuple, list)) or not hasattr(x, "ndim"):
         raise TypeError(f"{family} components take one (n, D) array x; got {type(x).__name__}")
@@ -40,6 +41,7 @@ def check_matrix_data(x: Any, family: str) -> None:
         raise ValueError(f"x must be a 2-D array of shape (n, D); got shape {tuple(x.shape)}{hint}")
     if x.shape[1] < 1:
         raise ValueError(f"x must have at least one feature; got shape {tuple(x.shape)}")
+    return check_finite_data(x)
 
 
 def check_data_values(
@@ -48,43 +50,58 @@ def check_data_values(
     family: str,
     requirement: str,
     description: str,
-) -> None:
+    name: str = "x",
+) -> Array:
     """Raise ``ValueError`` if ``bad_fn(x)`` flags any finite entry of a
     concrete ``x``, naming how many and the first (NaN and inf are left to
-    the driver's finiteness check, which says so by name)."""
-    if not is_concrete(x) or x.size == 0:
-        return
+    the finiteness check, which says so by name). Returns a scalar boolean:
+    no entry is flagged (traced under a user's ``jit``)."""
     x = jnp.asarray(x)
     bad = jnp.isfinite(x) & bad_fn(x)
-    if not bool(jnp.any(bad)):
-        return
+    if not is_concrete(x):
+        return ~jnp.any(bad)
+    if x.size == 0 or not bool(jnp.any(bad)):
+        return jnp.asarray(True)
     where = np.argwhere(np.asarray(bad))
     first = tuple(int(i) for i in where[0])
     value = np.asarray(x)[first]
     index = ", ".join(str(i) for i in first)
     raise ValueError(
-        f"{family} data must be {requirement}; x has {len(where)} {description} value(s), "
-        f"the first is x[{index}] = {value}"
+        f"{family} data must be {requirement}; {name} has {len(where)} {description} value(s), "
+        f"the first is {name}[{index}] = {value}"
     )
 
 
-def check_count_data(x: Any, family: str) -> None:
-    """Raise ``ValueError`` for negative or non-integer entries of a concrete ``x``."""
+def check_count_data(x: Any, family: str, name: str = "x") -> Array:
+    """Raise ``ValueError`` for negative or non-integer entries of a concrete
+    ``x``; return whether there are none."""
     requirement = "non-negative integer counts"
-    check_data_values(x, lambda a: a < 0, family, requirement, "negative")
-    check_data_values(x, lambda a: a != jnp.round(a), family, requirement, "non-integer")
+    valid = check_data_values(x, lambda a: a < 0, family, requirement, "negative", name)
+    return valid & check_data_values(
+        x, lambda a: a != jnp.round(a), family, requirement, "non-integer", name
+    )
 
 
 # ----------------------------------------------------------- initialisation
 
 
+def guarded_counts(counts: Array, num_observations: Array | float) -> Array:
+    """Total responsibilities with ``10 eps`` of an average observation's
+    weight added (scikit-learn adds ``10 eps`` to unit-weight counts), so an
+    empty component divides by a positive number, whatever the scale of the
+    observation weights."""
+    average = jnp.sum(counts) / jnp.maximum(jnp.asarray(num_observations, counts.dtype), 1.0)
+    return counts + 10.0 * jnp.finfo(counts.dtype).eps * average
+
+
 def maximize_responsibilities(component: Any, x: Array, resp: Array, weights: Array | None) -> Any:
     """A closed-form component's parameters from unweighted responsibilities
     ``(n, K)``: its statistics (which need no old parameters) and its M-step,
-    with the counts offset by ``10 eps`` as :meth:`jaxem.Mixture.m_step` does."""
+    with the counts guarded as :meth:`jaxem.Mixture.m_step` guards them."""
     weighted = resp if weights is None else resp * weights[:, None]
-    counts = jnp.sum(weighted, axis=0) + 10.0 * jnp.finfo(x.dtype).eps
-    return component.maximize(component.statistics(x, weighted, None), counts, None)
+    counts = guarded_counts(jnp.sum(weighted, axis=0), x.shape[0])
+    params, _ = component.maximize(component.statistics(x, weighted, None), counts, None, ())
+    return params
 
 
 # --------------------------------------------------------------- parameters
@@ -149,23 +166,9 @@ def check_param_values(
 def check_prior_number(
     owner: str, name: str, value: Any, minimum: float, inclusive: bool
 ) -> float | None:
-    """A prior hyperparameter as a float (``None`` stays ``None``).
-
-    Raises:
-      TypeError: not a real number.
-      ValueError: not finite, or below ``minimum`` (or equal to it, when not
-        ``inclusive``).
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}.{name} must be a number or None; got {value!r}")
-    value = float(value)
-    ok = value >= minimum if inclusive else value > minimum
-    if not (ok and math.isfinite(value)):
-        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-        raise ValueError(f"{owner}.{name} must be a finite number {bound}; got {value}")
-    return value
+    """A prior hyperparameter as a float (``None`` stays ``None``): see
+    :func:`jaxem._validation.check_number`."""
+    return check_number(value, f"{owner}.{name}", minimum, inclusive=inclusive, allow_none=True)
 
 
 def check_prior_pair(owner: str, names: tuple[str, str], values: tuple[Any, Any]) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -26,10 +25,18 @@ from jaxem._numerics import (
     LOG_2PI,
     cholesky_with_jitter,
     default_block_size,
-    sum_over_blocks,
     symmetrize,
 )
-from jaxem.models._component_checks import check_param_fields
+from jaxem._stats import reduce_over_rows
+from jaxem._validation import check_finite_data, check_number
+from jaxem.models.components._checks import check_param_fields, guarded_counts
+from jaxem.models.components._component import Component
+from jaxem.models.components._regression import (
+    check_inputs,
+    check_rows,
+    split_data,
+    targets_matrix,
+)
 
 Array = jax.Array
 
@@ -73,13 +80,8 @@ class LinearRegressionStats(NamedTuple):
     sum_squares: Array
 
 
-def _targets_matrix(targets: Array) -> Array:
-    """Targets as ``(n, T)``."""
-    return targets[:, None] if targets.ndim == 1 else targets
-
-
 @dataclasses.dataclass(frozen=True)
-class LinearRegression:
+class LinearRegression(Component):
     """Linear-regression components, for a mixture of linear regressions
     with :class:`jaxem.Mixture`.
 
@@ -160,12 +162,7 @@ class LinearRegression:
             raise TypeError(f"fit_intercept must be True or False; got {self.fit_intercept!r}")
         object.__setattr__(self, "fit_intercept", bool(self.fit_intercept))
         for name in ("reg_covar", "coefficient_precision"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{name} must be a number; got {value!r}")
-            if not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number >= 0; got {value}")
-            object.__setattr__(self, name, float(value))
+            object.__setattr__(self, name, check_number(getattr(self, name), name, 0.0))
         prior = self.variance_prior
         if prior is not None:
             try:
@@ -183,31 +180,12 @@ class LinearRegression:
 
     # ------------------------------------------------------------------ checks
 
-    def check_data(self, x: Any, num_components: int) -> None:
+    def check_data(self, x: Any, num_components: int) -> Array:
         """Raise ``TypeError``/``ValueError`` unless ``x`` is a pair
-        ``(inputs (n, P), targets (n,) or (n, T))``."""
-        if not isinstance(x, (tuple, list)):
-            shape = getattr(x, "shape", None)
-            described = f"shape {tuple(shape)}" if shape is not None else type(x).__name__
-            raise TypeError(
-                "LinearRegression components take data as a tuple (inputs, targets) with "
-                f"inputs (n, P) and targets (n,) or (n, T); got a single array of {described}"
-            )
-        if len(x) != 2:
-            raise ValueError(
-                "LinearRegression components take data as a tuple (inputs, targets) of 2 "
-                f"arrays; got {len(x)}"
-            )
-        inputs, targets = x
-        for name, value in (("inputs", inputs), ("targets", targets)):
-            if not hasattr(value, "ndim"):
-                raise TypeError(f"{name} must be an array; got {type(value).__name__}")
-        if inputs.ndim != 2:
-            hint = " (for one input, reshape with inputs[:, None])" if inputs.ndim == 1 else ""
-            raise ValueError(
-                f"inputs (x[0]) must be a 2-D array of shape (n, P); got shape "
-                f"{tuple(inputs.shape)}{hint}"
-            )
+        ``(inputs (n, P), targets (n,) or (n, T))`` (finite, when concrete);
+        return whether its values are finite."""
+        inputs, targets = split_data(x, "LinearRegression", "(n,) or (n, T)")
+        check_inputs(inputs, need_columns=False)
         if targets.ndim not in (1, 2):
             raise ValueError(
                 f"targets (x[1]) must have shape (n,) or (n, T); got shape {tuple(targets.shape)}"
@@ -219,11 +197,8 @@ class LinearRegression:
                 "inputs have no columns and fit_intercept=False: there is nothing to fit; "
                 f"got inputs of shape {tuple(inputs.shape)}"
             )
-        if inputs.shape[0] != targets.shape[0]:
-            raise ValueError(
-                f"inputs have {inputs.shape[0]} rows but targets have {targets.shape[0]}: "
-                "one row per observation in both"
-            )
+        check_rows(inputs, targets)
+        return check_finite_data((inputs, targets))
 
     def _shapes(self, x: Any, num_components: int) -> dict[str, tuple[int, ...]]:
         inputs, targets = x
@@ -251,7 +226,7 @@ class LinearRegression:
     def features(self, x: Any) -> Array:
         """``[inputs, targets]``, ``(n, P + T)``: the points k-means seeds from."""
         inputs, targets = x
-        return jnp.concatenate([inputs, _targets_matrix(targets)], axis=1)
+        return jnp.concatenate([inputs, targets_matrix(targets)], axis=1)
 
     def block_rows(self, x: Any, num_components: int) -> int:
         """Rows per E-step block (a block holds ``(rows, K, P' + 2T)``
@@ -296,7 +271,7 @@ class LinearRegression:
         k, width, t = stacked.shape
         all_coefficients = jnp.transpose(stacked, (1, 0, 2)).reshape(width, k * t)
         predictions = (design @ all_coefficients).reshape(design.shape[0], k, t)
-        return _targets_matrix(targets)[:, None, :] - predictions
+        return targets_matrix(targets)[:, None, :] - predictions
 
     # ---------------------------------------------------------- log densities
 
@@ -381,7 +356,8 @@ class LinearRegression:
         stats: LinearRegressionStats,
         counts: Array,
         params: LinearRegressionParams,
-    ) -> LinearRegressionParams:
+        m_step_state: Any = (),
+    ) -> tuple[LinearRegressionParams, Any]:
         """Closed-form coefficients and variances (MLE, or the posterior mode
         with a prior).
 
@@ -390,7 +366,7 @@ class LinearRegression:
         are at least ``reg_covar`` (and at least ``10 eps`` times the pooled
         residual variance, so ``reg_covar = 0`` stays finite too).
         """
-        return self._maximize(stats, counts, self._stacked(params), params)
+        return self._maximize(stats, counts, self._stacked(params), params), m_step_state
 
     def _maximize(
         self,
@@ -451,7 +427,7 @@ class LinearRegression:
         k, p = resp.shape[1], inputs.shape[1]
         dtype = inputs.dtype
         weighted = resp if weights is None else resp * weights[:, None]
-        counts = jnp.sum(weighted, axis=0) + 10.0 * jnp.finfo(dtype).eps
+        counts = guarded_counts(jnp.sum(weighted, axis=0), inputs.shape[0])
         if targets.ndim == 1:
             like = LinearRegressionParams(
                 jnp.zeros((k, p), dtype), jnp.zeros((k,), dtype), jnp.ones((k,), dtype)
@@ -464,7 +440,7 @@ class LinearRegression:
         rows = self.block_rows(x, k)
         stacked = self._stacked(like)
         for _ in range(2):
-            stats = sum_over_blocks(
+            stats = reduce_over_rows(
                 lambda xb, rb, stacked=stacked: self._moments(xb, rb, stacked),
                 (x, weighted),
                 rows,

@@ -1,0 +1,418 @@
+"""Multivariate Gaussian components (full, tied, diagonal or spherical
+covariances), with an optional conjugate normal-inverse-Wishart prior."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxem._stats import reduce_over_rows
+from jaxem._validation import check_number, is_concrete
+from jaxem.models.components._checks import check_matrix_data, guarded_counts
+from jaxem.models.components._component import Component
+from jaxem.models.components._covariance import COVARIANCES, Covariance
+
+Array = jax.Array
+
+COVARIANCE_TYPES = tuple(COVARIANCES)
+
+
+def as_static_tuple(value: Any) -> Any:
+    """Floats and nested sequences (arrays) as hashable nested tuples."""
+    if value is None or isinstance(value, (int, float)):
+        return None if value is None else float(value)
+    array = np.asarray(value, dtype=float)
+    return float(array) if array.ndim == 0 else tuple(map(as_static_tuple, array))
+
+
+# ------------------------------------------------------------------- prior
+
+
+class GaussianPriorParams(NamedTuple):
+    """Resolved normal-inverse-Wishart hyperparameters (arrays).
+
+    Attributes:
+      mean: prior mean ``m₀`` of every component mean, ``(D,)``.
+      mean_precision: ``κ₀``, scalar; ``μ_k | Σ_k ~ N(m₀, Σ_k / κ₀)``.
+      degrees_of_freedom: ``ν₀``, scalar.
+      scale: inverse-Wishart scale ``Ψ₀`` ``(D, D)`` (full, tied); inverse-gamma
+        scales ``ψ₀`` per feature ``(D,)`` (diag); one scalar (spherical).
+    """
+
+    mean: Array
+    mean_precision: Array
+    degrees_of_freedom: Array
+    scale: Array
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GaussianPrior:
+    """Conjugate prior on Gaussian components' means and covariances.
+
+    A normal-inverse-Wishart prior on each component's mean and covariance
+    (normal-inverse-gamma per feature for diag, one inverse-gamma variance
+    for spherical, one shared inverse-Wishart for tied). Unset fields take the
+    data-driven defaults of Fraley & Raftery (2007), computed from the data
+    the model is initialised on: the prior mean is the data mean,
+    ``ν₀ = D + 2``, and the scale is the data covariance divided by
+    ``K^(2/D)`` (its diagonal for diag, its mean variance for spherical).
+
+    Attributes:
+      mean_precision: ``κ₀ > 0``, pseudo-observations on the means.
+      mean: prior mean ``(D,)``; ``None`` for the data mean.
+      degrees_of_freedom: ``ν₀ > D − 1``; ``None`` for ``D + 2``.
+      scale: ``Ψ₀``: a number (times the identity), or an array in the shape
+        of one covariance (``(D, D)`` full/tied, ``(D,)`` diag, scalar
+        spherical); ``None`` for the data-driven default.
+
+    References:
+      Fraley, C. and Raftery, A. E. (2007). Bayesian regularization for normal
+      mixture estimation and model-based clustering. Journal of
+      Classification 24, 155-181.
+    """
+
+    mean_precision: float = 0.01
+    mean: Any = None
+    degrees_of_freedom: float | None = None
+    scale: Any = None
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        object.__setattr__(
+            self,
+            "mean_precision",
+            check_number(self.mean_precision, f"{owner}.mean_precision", 0.0, inclusive=False),
+        )
+        object.__setattr__(
+            self,
+            "degrees_of_freedom",
+            check_number(self.degrees_of_freedom, f"{owner}.degrees_of_freedom", allow_none=True),
+        )
+        object.__setattr__(self, "mean", as_static_tuple(self.mean))
+        object.__setattr__(self, "scale", as_static_tuple(self.scale))
+
+    def resolve(
+        self,
+        x: Array,
+        num_components: int,
+        covariance_type: str,
+        weights: Array | None = None,
+    ) -> GaussianPriorParams:
+        """The hyperparameters as arrays, filling unset fields from ``x``.
+
+        Args:
+          x: data, ``(n, D)``.
+          num_components: ``K``.
+          covariance_type: one of ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``.
+          weights: optional ``(n,)`` observation weights for the data moments.
+
+        Raises:
+          ValueError: ``ν₀ <= D − 1``, or a ``scale`` of the wrong shape.
+        """
+        covariance = COVARIANCES[covariance_type]
+        dtype = x.dtype
+        dim = x.shape[1]
+        owner = type(self).__name__
+        w = jnp.ones(x.shape[0], dtype) if weights is None else weights
+        data_mean = (w @ x) / jnp.sum(w)
+        if self.mean is None:
+            mean = data_mean
+        else:
+            mean = jnp.broadcast_to(jnp.asarray(self.mean, dtype), (dim,))
+        dof = dim + 2.0 if self.degrees_of_freedom is None else self.degrees_of_freedom
+        if not dof > dim - 1:
+            raise ValueError(f"{owner}.degrees_of_freedom must be > D - 1 = {dim - 1}; got {dof}")
+        if self.scale is None:
+            shrink = num_components ** (2.0 / dim)
+            scale = covariance.default_prior_scale(x - data_mean, w, shrink)
+        else:
+            scale = covariance.prior_scale(jnp.asarray(self.scale, dtype), dim, owner)
+        return GaussianPriorParams(
+            mean=mean.astype(dtype),
+            mean_precision=jnp.asarray(self.mean_precision, dtype),
+            degrees_of_freedom=jnp.asarray(dof, dtype),
+            scale=jnp.asarray(scale, dtype),
+        )
+
+
+# --------------------------------------------------------------- component
+
+
+class GaussianParams(NamedTuple):
+    """Parameters of ``K`` Gaussian components.
+
+    Attributes:
+      means: ``(K, D)``.
+      covariances: ``(K, D, D)`` full, ``(D, D)`` tied, ``(K, D)`` diag,
+        ``(K,)`` spherical.
+      prior: the resolved prior hyperparameters when the component has a
+        prior (carried unchanged; not fitted), else ``None``.
+    """
+
+    means: Array
+    covariances: Array
+    prior: GaussianPriorParams | None = None
+
+
+class GaussianStats(NamedTuple):
+    """Additive statistics of ``K`` Gaussian components.
+
+    Moments are taken about the centres of the parameters they were computed
+    under (each component's mean for full and tied covariances, the average
+    of the means for diag and spherical), so no ``E[xxᵀ] − μμᵀ`` cancellation
+    happens in the M-step.
+
+    Attributes:
+      sum_x: ``Σ_i w_i r_ik (x_i − c_k)``, ``(K, D)``.
+      sum_xx: second moments about the centres: ``(K, D, D)`` full, summed
+        over components ``(D, D)`` tied, per feature ``(K, D)`` diag, summed
+        over features ``(K,)`` spherical.
+    """
+
+    sum_x: Array
+    sum_xx: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Gaussian(Component):
+    """Multivariate Gaussian components, for :class:`jaxem.Mixture` (and any
+    latent structure built from components).
+
+    Log-densities and statistics are matrix products over Cholesky factors
+    (or, for diagonal and spherical covariances, over squared features): no
+    ``(n, K, D)`` or ``(n, K, D, D)`` tensor is formed, and second moments are
+    taken about the current means so float32 stays accurate. What depends on
+    the covariance structure lives in its own small piece
+    (:mod:`jaxem.models.components` ``FullCovariance``, ...).
+
+    The parameters are read by name (``params.means``, ``params.covariances``,
+    ``params.prior``), so any parameter tuple with those fields serves, such
+    as :class:`jaxem.GaussianMixture`'s flat layout.
+
+    Args:
+      covariance_type: ``"full"`` (each component its own matrix), ``"tied"``
+        (one shared matrix), ``"diag"`` (per-component diagonal) or
+        ``"spherical"`` (per-component single variance).
+      reg_covar: non-negative value added to the covariances' diagonal after
+        each M-step, as in scikit-learn.
+      prior: a :class:`GaussianPrior` for MAP estimation, or ``None``.
+
+    Examples:
+      >>> import jax, jaxem
+      >>> x = jax.random.normal(jax.random.key(0), (200, 3))
+      >>> model = jaxem.Mixture(jaxem.Gaussian("diag"), num_components=2)
+      >>> model.init(jax.random.key(1), x).components.covariances.shape
+      (2, 3)
+    """
+
+    covariance_type: str = "full"
+    reg_covar: float = 1e-6
+    prior: GaussianPrior | None = None
+
+    def __post_init__(self):
+        if self.covariance_type not in COVARIANCES:
+            raise ValueError(
+                f"covariance_type must be one of {COVARIANCE_TYPES}; got {self.covariance_type!r}"
+            )
+        object.__setattr__(self, "reg_covar", check_number(self.reg_covar, "reg_covar", 0.0))
+        if self.prior is not None and not isinstance(self.prior, GaussianPrior):
+            raise TypeError(f"prior must be a GaussianPrior or None; got {self.prior!r}")
+
+    @property
+    def covariance(self) -> Covariance:
+        """The covariance structure (a piece shared with other Gaussian families)."""
+        return COVARIANCES[self.covariance_type]
+
+    # ------------------------------------------------------------------ checks
+
+    def check_data(self, x: Any, num_components: int) -> Array:
+        """Raise ``ValueError``/``TypeError`` unless ``x`` is ``(n, D)`` and
+        (when concrete) finite; return whether it is finite."""
+        return check_matrix_data(x, "Gaussian")
+
+    def check_params(self, params: Any, x: Array, num_components: int) -> None:
+        """Raise for parameters of the wrong structure, shape or value (values
+        only for concrete arrays)."""
+        if not isinstance(params, GaussianParams):
+            raise TypeError(f"params must be a GaussianParams; got {type(params).__name__}")
+        self.check_fields(params, x, num_components)
+
+    def check_fields(self, params: Any, x: Array, num_components: int, owner: str = "params"):
+        """The checks of :meth:`check_params` on any parameters with fields
+        ``means``, ``covariances`` and ``prior``: shapes always; finiteness,
+        symmetry and positive definiteness for concrete arrays."""
+        k, dim = num_components, x.shape[-1]
+        expected = {
+            "means": (k, dim),
+            "covariances": self.covariance.shape(k, dim),
+        }
+        for name, shape in expected.items():
+            got = tuple(jnp.shape(getattr(params, name)))
+            if got != shape:
+                raise ValueError(
+                    f"{owner}.{name} must have shape {shape} for num_components={k}, "
+                    f"D={dim}, covariance_type={self.covariance_type!r}; got {got}"
+                )
+        if self.prior is not None and params.prior is None:
+            raise ValueError(
+                f"the model has a prior but {owner}.prior is None: build the hyperparameters "
+                f"with {owner}._replace(prior=model.resolve_prior(x)) (GaussianMixture), or "
+                "with the prior's resolve(x, K, covariance_type)"
+            )
+        if not all(is_concrete(getattr(params, name)) for name in expected):
+            return
+        for name in expected:
+            if not bool(jnp.all(jnp.isfinite(getattr(params, name)))):
+                raise ValueError(f"{owner}.{name} contains NaN or inf")
+        self.covariance.check(params.covariances, owner)
+
+    def block_rows(self, x: Array, num_components: int) -> int:
+        """Rows per E-step block (by covariance structure and dtype)."""
+        return self.covariance.block_rows(x, num_components)
+
+    # ---------------------------------------------------------- log densities
+
+    def prepare(self, params: Any) -> dict[str, Array]:
+        """Per-parameter quantities the log-densities need, once per call."""
+        return self.covariance.prepare(params.means, params.covariances)
+
+    def log_likelihoods(self, prepared: dict[str, Array], x: Array) -> Array:
+        """``log N(x_i | μ_k, Σ_k)`` for a block of rows, ``(rows, K)``."""
+        return self.covariance.log_densities(prepared, x)
+
+    # ------------------------------------------------------------ statistics
+
+    def statistics(self, x: Array, resp: Array, params: Any) -> GaussianStats:
+        """Moments of a block about the centres of ``params``, from weighted
+        responsibilities ``(rows, K)``."""
+        return GaussianStats(
+            *self.covariance.moments(x, resp, self.covariance.centres(params.means))
+        )
+
+    def shift_statistics(
+        self, stats: GaussianStats, counts: Array, from_params: Any, to_params: Any
+    ) -> GaussianStats:
+        """Moments about the centres of ``from_params`` moved to those of
+        ``to_params`` (exact): with ``d = c_from − c_to``,
+        ``Σ r (x − c_to) = S₁ + N d`` and
+        ``Σ r (x − c_to)(x − c_to)ᵀ = S₂ + S₁ dᵀ + d S₁ᵀ + N d dᵀ``.
+
+        Args:
+          stats: statistics computed about ``from_params``' centres.
+          counts: the components' total responsibilities ``N_k``, ``(K,)``.
+          from_params: the parameters the statistics were computed under.
+          to_params: the parameters to express them about.
+        """
+        cov = self.covariance
+        d = cov.centres(from_params.means) - cov.centres(to_params.means)  # (K, D)
+        sum_x = stats.sum_x
+        correction = (
+            cov.outer(sum_x, d) + cov.outer(d, sum_x) + cov.scale_by(counts, cov.outer(d, d))
+        )
+        return GaussianStats(sum_x + counts[:, None] * d, stats.sum_xx + cov.pool(correction))
+
+    def maximize(
+        self, stats: GaussianStats, counts: Array, params: Any, m_step_state: Any = ()
+    ) -> tuple[GaussianParams, Any]:
+        """Closed-form means and covariances (MLE, or the posterior mode).
+
+        Always finite: an empty component keeps its mean (or moves to the
+        prior mean) and gets ``reg_covar`` covariance (or the prior's mode); a
+        covariance that is singular in the working precision gets jitter.
+        """
+        centres = self.covariance.centres(params.means)
+        return self._maximize(stats, counts, centres, params.prior), m_step_state
+
+    def _maximize(
+        self,
+        stats: GaussianStats,
+        counts: Array,
+        centres: Array,
+        prior: GaussianPriorParams | None,
+    ) -> GaussianParams:
+        cov = self.covariance
+        dim = stats.sum_x.shape[1]
+        if prior is None:
+            shift = stats.sum_x / counts[:, None]
+        else:
+            kappa = prior.mean_precision
+            shift = (stats.sum_x + kappa * (prior.mean - centres)) / (counts + kappa)[:, None]
+        means = centres + shift
+        # Scatter about the new means: Σ r (x − μ)(x − μ)ᵀ [+ κ₀ (μ − m₀)(μ − m₀)ᵀ].
+        correction = (
+            cov.scale_by(counts, cov.outer(shift, shift))
+            - cov.outer(stats.sum_x, shift)
+            - cov.outer(shift, stats.sum_x)
+        )
+        if prior is not None:
+            pull = means - prior.mean
+            correction = correction + kappa * cov.outer(pull, pull)
+        scatter = cov.finish_scatter(stats.sum_xx + cov.pool(correction))
+        # Divide by the effective count (MLE) or by the posterior mode's
+        # denominator (MAP), then regularise.
+        if prior is None:
+            covariances = scatter / cov.denominator(counts, dim, None)
+        else:
+            covariances = (prior.scale + scatter) / cov.denominator(
+                counts, dim, prior.degrees_of_freedom
+            )
+        return GaussianParams(means, cov.regularize(covariances, self.reg_covar), prior)
+
+    def initialize(self, x: Array, resp: Array, weights: Array | None = None) -> GaussianParams:
+        """Means and covariances from responsibilities ``(n, K)`` alone (the
+        prior, if any, resolved from ``x``)."""
+        k = resp.shape[1]
+        prior = (
+            None if self.prior is None else self.prior.resolve(x, k, self.covariance_type, weights)
+        )
+        return self.initialize_with_prior(x, resp, weights, prior)
+
+    def initialize_with_prior(
+        self,
+        x: Array,
+        resp: Array,
+        weights: Array | None,
+        prior: GaussianPriorParams | None,
+    ) -> GaussianParams:
+        """:meth:`initialize` with already-resolved prior hyperparameters."""
+        w = jnp.ones(x.shape[0], x.dtype) if weights is None else weights
+        weighted = resp * w[:, None]
+        counts = jnp.sum(weighted, axis=0)
+        mean = (w @ x) / jnp.sum(w)
+        # Moments about the centres of the components' own means (an empty
+        # component's mean starts at the data mean).
+        own = (weighted.T @ x) / jnp.where(counts > 0, counts, 1.0)[:, None]
+        centres = self.covariance.centres(jnp.where((counts > 0)[:, None], own, mean))
+        stats = reduce_over_rows(
+            lambda xb, rb: GaussianStats(*self.covariance.moments(xb, rb, centres)),
+            (x, weighted),
+            self.block_rows(x, resp.shape[1]),
+        )
+        return self._maximize(stats, guarded_counts(counts, x.shape[0]), centres, prior)
+
+    # ------------------------------------------------------------ the rest
+
+    def log_prior(self, params: Any) -> Array:
+        """Normal-inverse-Wishart ``log p(μ, Σ)`` (``0.0`` without a prior)."""
+        if self.prior is None or params.prior is None:
+            return jnp.zeros((), params.means.dtype)
+        return self.covariance.log_prior(params.means, params.covariances, params.prior)
+
+    def sample(self, key: Array, params: Any, labels: Array) -> Array:
+        """One draw per label, ``(n, D)``."""
+        return self.covariance.sample(key, params.means, params.covariances, labels)
+
+    def covariance_matrices(self, params: Any) -> Array:
+        """Every component's covariance as a ``(K, D, D)`` matrix, whatever the
+        covariance type (for plotting and comparison)."""
+        k, dim = params.means.shape[-2:]
+        return self.covariance.matrices(params.covariances, k, dim)
+
+    def num_parameters(self, params: Any) -> int:
+        """``K·D`` means and the covariances' free entries."""
+        k, dim = params.means.shape[-2:]
+        return int(k * dim + self.covariance.num_parameters(k, dim))
