@@ -39,6 +39,8 @@ Params = Any
 
 
 def _em_step(model, params, m_step_state, x, weights, chunk_size):
+    if m_step_state is None:  # (a fresh state, inside the compiled step)
+        m_step_state = model.init_m_step_state(params)
     weight = _engine.total_weight(x, weights)
     plan = Plan(chunk_size)
     stats, value = _engine.objective(model, params, x, weights, weight, plan)
@@ -101,8 +103,6 @@ def em_step(
     given = m_step_state is not None
     if given:
         m_step_state = _engine.check_m_step_state(model, m_step_state, params)
-    else:
-        m_step_state = model.init_m_step_state(params)
     params, m_step_state, value = _jitted_em_step(
         model, params, m_step_state, x, weights, chunk_size
     )

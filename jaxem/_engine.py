@@ -175,6 +175,8 @@ def data_dtype(x: Any) -> Any:
 def as_data(x: Any) -> Any:
     """Data as floating arrays: an array, or a *tuple* of arrays with a
     common leading axis such as ``(inputs, targets)``, with at least one row.
+    Host data stay numpy arrays (checked on the host), JAX arrays stay on
+    their device.
 
     Raises:
       TypeError, ValueError: for non-numeric data, arrays of different
@@ -227,12 +229,13 @@ def check_data(model: Any, x: Any, weights: Any) -> tuple[Any, Array | None, Arr
     """
     x = as_data(x)
     valid = model.check_data(x)
-    valid = jnp.asarray(True) if valid is None else jnp.asarray(valid)
+    valid = jnp.asarray(True if valid is None else valid)
     if weights is not None:
         weights = check_weights(weights, num_rows(x), data_dtype(x))
         if not is_concrete(weights):
             valid = valid & jnp.all(jnp.isfinite(weights) & (weights >= 0)) & jnp.any(weights > 0)
-    return x, weights, valid
+        weights = jnp.asarray(weights)
+    return jax.tree.map(jnp.asarray, x), weights, valid
 
 
 def shape_of(x: Any) -> Any:
@@ -241,9 +244,17 @@ def shape_of(x: Any) -> Any:
 
 
 def cast_floats(tree: Any, dtype: Any) -> Any:
+    """Floating leaves in ``dtype`` (concrete ones converted on the host, so
+    nothing compiles)."""
+
     def cast(leaf):
-        leaf = jnp.asarray(leaf)
-        return leaf.astype(dtype) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            return jnp.asarray(leaf)
+        if isinstance(leaf, jax.Array) and leaf.dtype == dtype:
+            return leaf
+        if is_concrete(leaf):
+            return jnp.asarray(np.asarray(leaf, dtype=dtype))
+        return jnp.asarray(leaf).astype(dtype)
 
     return jax.tree.map(cast, tree)
 
@@ -291,10 +302,24 @@ def check_params(model: Any, params: Any, x: Any, num_restarts: int, key: Any) -
         model.check_params(params, x)
     else:
         for r in range(num_restarts):
-            model.check_params(jax.tree.map(lambda leaf, r=r: leaf[r], params), x)
+            model.check_params(jax.tree.map(lambda leaf, r=r: _row(leaf, r), params), x)
     if key is None or batched:
         return params
-    return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (num_restarts, *leaf.shape)), params)
+    return jax.tree.map(lambda leaf: _repeat(leaf, num_restarts), params)
+
+
+def _row(leaf: Array, index: int) -> Any:
+    """``leaf[index]`` (on the host when concrete: nothing compiles)."""
+    return np.asarray(leaf)[index] if is_concrete(leaf) else leaf[index]
+
+
+def _repeat(leaf: Array, times: int) -> Array:
+    """``leaf`` repeated along a new leading axis (built on the host when
+    concrete: nothing compiles)."""
+    shape = (times, *jnp.shape(leaf))
+    if is_concrete(leaf):
+        return jnp.asarray(np.broadcast_to(np.asarray(leaf), shape))
+    return jnp.broadcast_to(leaf, shape)
 
 
 def check_m_step_state(model: Any, m_step_state: Any, params: Any) -> Any:

@@ -32,6 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxem._validation import check_finite_data, is_concrete
 
@@ -49,7 +50,7 @@ def check_finite_params(params: Any) -> None:
     the offending leaf by its path."""
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         if is_concrete(leaf) and jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
-            if not bool(jnp.all(jnp.isfinite(leaf))):
+            if not np.all(np.isfinite(np.asarray(leaf))):
                 raise ValueError(
                     f"params{jax.tree_util.keystr(path)} contains NaN or inf: starting "
                     "parameters must be finite"

@@ -24,11 +24,15 @@ def is_concrete(value: Any) -> bool:
     return not isinstance(value, jax.core.Tracer)
 
 
-def as_float_array(value: Any, name: str) -> Array:
-    """``value`` as a floating JAX array, keeping float32/float64.
+def as_float_array(value: Any, name: str) -> Any:
+    """``value`` as a floating array, keeping float32/float64.
 
+    A JAX array stays a JAX array (on its device); anything else becomes a
+    numpy array on the host, so that value checks run there without compiling
+    anything (the driver moves the data to the device after its checks).
     Integers and booleans become the default float type; half precision is
-    promoted to float32 (Cholesky factors and log-sums need it).
+    promoted to float32 (Cholesky factors and log-sums need it); float64
+    becomes float32 unless JAX's 64-bit mode is on.
 
     Raises:
       TypeError: for non-numeric or complex data.
@@ -58,22 +62,30 @@ def as_float_array(value: Any, name: str) -> Array:
     if np.issubdtype(dtype, np.complexfloating):
         raise TypeError(f"{name} must be real-valued; got dtype {dtype}")
     if not np.issubdtype(dtype, np.floating) or dtype.itemsize < 4:
-        target = jnp.float32 if np.issubdtype(dtype, np.floating) else jnp.result_type(float)
-        return jnp.asarray(array, dtype=target)
-    return jnp.asarray(array)
+        dtype = np.float32 if np.issubdtype(dtype, np.floating) else jnp.result_type(float)
+    dtype = jax.dtypes.canonicalize_dtype(dtype)
+    if isinstance(array, jax.Array):
+        return array if array.dtype == dtype else array.astype(dtype)
+    return np.asarray(array, dtype=dtype)
 
 
-def check_finite(array: Array, name: str) -> None:
+def _xp(array: Any) -> Any:
+    """numpy for host arrays, jax.numpy for device arrays and tracers."""
+    return np if isinstance(array, (np.ndarray, np.generic)) else jnp
+
+
+def check_finite(array: Any, name: str) -> None:
     """Raise ``ValueError`` if a concrete ``array`` holds NaN or inf.
 
     The message says how many values are non-finite and where the first is.
+    Host arrays are checked on the host; device arrays on their device.
     """
     if not is_concrete(array) or array.size == 0:
         return
-    finite = jnp.isfinite(array)
-    if bool(jnp.all(finite)):
+    xp = _xp(array)
+    if bool(xp.all(xp.isfinite(array))):
         return
-    bad = np.argwhere(~np.asarray(finite))
+    bad = np.argwhere(~np.isfinite(np.asarray(array)))
     first = tuple(int(i) for i in bad[0])
     value = np.asarray(array)[first]
     where = ", ".join(str(i) for i in first)
@@ -93,7 +105,7 @@ def check_finite_data(x: Any) -> Array:
     """
     leaves = list(x) if isinstance(x, tuple) else [x]
     names = [f"x[{i}]" for i in range(len(leaves))] if isinstance(x, tuple) else ["x"]
-    valid = jnp.asarray(True)
+    valid = True
     for leaf, name in zip(leaves, names, strict=True):
         check_finite(leaf, name)
         if not is_concrete(leaf):
@@ -101,8 +113,9 @@ def check_finite_data(x: Any) -> Array:
     return valid
 
 
-def check_weights(weights: Any, num_rows: int, dtype: Any) -> Array:
-    """Per-observation weights as an ``(n,)`` array of ``dtype``.
+def check_weights(weights: Any, num_rows: int, dtype: Any) -> Any:
+    """Per-observation weights as an ``(n,)`` array of ``dtype`` (numpy for
+    host input, as :func:`as_float_array`).
 
     Raises:
       ValueError: wrong shape, non-finite or negative values, or all zero.
@@ -116,15 +129,23 @@ def check_weights(weights: Any, num_rows: int, dtype: Any) -> Array:
     weights = weights.astype(dtype)
     check_finite(weights, "weights")
     if is_concrete(weights):
-        negative = np.flatnonzero(np.asarray(weights) < 0)
+        host = np.asarray(weights)
+        negative = np.flatnonzero(host < 0)
         if negative.size:
             raise ValueError(
                 f"weights must be non-negative; {negative.size} are negative, "
-                f"the first is weights[{negative[0]}] = {float(weights[negative[0]])}"
+                f"the first is weights[{negative[0]}] = {float(host[negative[0]])}"
             )
-        if not bool(jnp.any(weights > 0)):
+        if not np.any(host > 0):
             raise ValueError("weights are all zero; at least one observation needs weight > 0")
     return weights
+
+
+def check_finite_values(value: Any, name: str) -> None:
+    """Raise ``ValueError`` if a concrete (small) ``value``, such as a
+    parameter, holds NaN or inf; checked on the host."""
+    if is_concrete(value) and not np.all(np.isfinite(np.asarray(value))):
+        raise ValueError(f"{name} contains NaN or inf")
 
 
 def check_int(value: Any, name: str, minimum: int) -> int:

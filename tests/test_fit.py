@@ -62,7 +62,7 @@ def test_second_fit_with_new_values_does_not_recompile():
     jaxem.fit(jaxem.GaussianMixture(2), x, key=jax.random.key(9), num_restarts=2)
     assert _driver._jitted_fit._cache_size() == compiled
     # em_step likewise.
-    params = model.init(jax.random.key(0), jnp.asarray(x))
+    params = jax.jit(model.init)(jax.random.key(0), jnp.asarray(x))
     jaxem.em_step(model, params, x)
     stepped = _driver._jitted_em_step._cache_size()
     jaxem.em_step(model, jax.tree.map(lambda a: a * 1.0, params), x + 1.0)
@@ -123,7 +123,9 @@ def test_result_semantics():
     assert float(result.log_likelihood) == np.max(result.restart_log_likelihood)
     assert_trees_close(result.params, jax.tree.map(lambda leaf: leaf[best], result.restarts))
     np.testing.assert_allclose(
-        result.log_likelihood, np.mean(model.log_prob(result.params, jnp.asarray(x))), rtol=1e-5
+        result.log_likelihood,
+        np.mean(jax.jit(model.log_prob)(result.params, jnp.asarray(x))),
+        rtol=1e-5,
     )
     assert result.diagnostics["collapsed"].shape == (5, K)
 
@@ -131,13 +133,13 @@ def test_result_semantics():
 def test_max_iter_zero_returns_the_initialisation():
     x = make_blobs(n=100, dtype=np.float32)
     model = jaxem.GaussianMixture(K)
-    params = model.init(jax.random.key(3), jnp.asarray(x))
+    params = jax.jit(model.init)(jax.random.key(3), jnp.asarray(x))
     result = jaxem.fit(model, x, key=jax.random.key(3), max_iter=0)
     assert result.history.shape == (1, 0)
     assert int(result.num_iter[0]) == 0 and not bool(result.converged[0])
     assert_trees_close(result.params, params, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(
-        result.log_likelihood, jnp.mean(model.log_prob(params, jnp.asarray(x))), rtol=1e-5
+        result.log_likelihood, jnp.mean(jax.jit(model.log_prob)(params, jnp.asarray(x))), rtol=1e-5
     )
 
 
@@ -146,7 +148,7 @@ def test_init_params_single_or_one_per_restart():
     x = jnp.asarray(make_blobs(n=100))
     model = jaxem.GaussianMixture(K, init_method="random")
     keys = jax.random.split(jax.random.key(0), 3)
-    starts = jax.vmap(lambda k: model.init(k, x))(keys)
+    starts = jax.jit(jax.vmap(lambda k: model.init(k, x)))(keys)
     per_restart = jaxem.fit(model, x, key=jax.random.key(0), num_restarts=3, init_params=starts)
     generated = jaxem.fit(model, x, key=jax.random.key(0), num_restarts=3)
     assert_trees_close(per_restart.restarts, generated.restarts, rtol=1e-9, atol=1e-9)
@@ -176,7 +178,7 @@ def test_callback_reports_progress_without_changing_the_result():
 def test_em_step_composes_with_jit_vmap_and_grad():
     x = jnp.asarray(make_blobs(n=80))
     model = jaxem.GaussianMixture(K, covariance_type="diag", reg_covar=0.0)
-    params = model.init(jax.random.key(0), x)
+    params = jax.jit(model.init)(jax.random.key(0), x)
 
     # The model functions are plain JAX: differentiate the log-likelihood...
     grad = jax.jit(jax.grad(lambda p: jnp.sum(model.log_prob(p, x))))
@@ -188,8 +190,10 @@ def test_em_step_composes_with_jit_vmap_and_grad():
     np.testing.assert_allclose(g.means / x.shape[0], 0.0, atol=1e-6)
     np.testing.assert_allclose(g.covariances / x.shape[0], 0.0, atol=1e-6)
     # ...and vmap one EM step over a batch of parameter sets.
-    batch = jax.vmap(lambda k: model.init(k, x))(jax.random.split(jax.random.key(1), 4))
-    stepped, _, objective = jax.vmap(lambda p: _driver._em_step(model, p, (), x, None, None))(batch)
+    batch = jax.jit(jax.vmap(lambda k: model.init(k, x)))(jax.random.split(jax.random.key(1), 4))
+    stepped, _, objective = jax.jit(
+        jax.vmap(lambda p: _driver._em_step(model, p, (), x, None, None))
+    )(batch)
     assert objective.shape == (4,)
     assert stepped.means.shape == (4, K, 2)
 

@@ -87,7 +87,7 @@ def test_no_import_cycles():
             if target not in GRAPH:
                 continue
             if state.get(target) == 1:
-                cycle = trail[trail.index(target) :] + [target] if target in trail else [target]
+                cycle = [*trail[trail.index(target) :], target] if target in trail else [target]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if target not in state:
                 visit(target, [*trail, target])
@@ -107,5 +107,10 @@ def test_drivers_know_no_model():
         source = path.read_text()
         name = module_name(path)
         assert not [t for t in GRAPH[name] if t.startswith("jaxem.models")], name
-        for pattern in ("getattr(model", "hasattr(model", "getattr(self.model", "getattr(type(model"):
+        for pattern in (
+            "getattr(model",
+            "hasattr(model",
+            "getattr(self.model",
+            "getattr(type(model",
+        ):
             assert pattern not in source, f"{file} reads a model attribute: {pattern}"

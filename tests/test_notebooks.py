@@ -29,10 +29,9 @@ CELL_TIMEOUT_S = 600
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # IPython colours its tracebacks
 
 
-@pytest.fixture(scope="module")
-def kernel_dir(tmp_path_factory) -> Path:
-    """A folder of kernelspecs holding one ``python3`` spec for ``sys.executable``."""
-    root = tmp_path_factory.mktemp("kernels")
+def write_kernel_spec(root: Path) -> Path:
+    """A folder of kernelspecs under ``root`` holding one ``python3`` spec
+    for ``sys.executable`` (also used by ``notebooks/execute.py``)."""
     spec_dir = root / KERNEL_NAME
     spec_dir.mkdir()
     spec = {
@@ -43,6 +42,12 @@ def kernel_dir(tmp_path_factory) -> Path:
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     return root
+
+
+@pytest.fixture(scope="module")
+def kernel_dir(tmp_path_factory) -> Path:
+    """A folder of kernelspecs holding one ``python3`` spec for ``sys.executable``."""
+    return write_kernel_spec(tmp_path_factory.mktemp("kernels"))
 
 
 def _execute(notebook, kernel_dir: Path, cwd: Path):
@@ -80,3 +85,18 @@ def test_notebook_runs(name, kernel_dir, monkeypatch):
     except CellExecutionError as error:
         message = ANSI_ESCAPE.sub("", str(error))
         pytest.fail(f"{name}: a cell raised\n{message}", pytrace=False)
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in NOTEBOOKS.glob("*.ipynb")))
+def test_notebook_is_committed_executed(name):
+    """A reader sees the notebook without running it: every code cell ran (in
+    order, without errors) and its figures are in the file
+    (``python notebooks/execute.py`` refreshes them)."""
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    counts = [cell.get("execution_count") for cell in cells]
+    assert all(counts) and counts == sorted(counts), f"{name}: cells not all executed in order"
+    outputs = [output for cell in cells for output in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"], f"{name}: an error output"
+    figures = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert figures, f"{name}: no figure"

@@ -153,7 +153,8 @@ def test_chunked_sharded_and_streamed_fits_equal_the_full_batch_fit(name, x64):
         with pytest.raises(ValueError, match="cannot stream from the host"):
             jaxem.fit(model, x, chunk_size=37, stream=True, **options)
         return
-    starts = jax.vmap(lambda k: model.init(k, device(x)))(jax.random.split(jax.random.key(0), 2))
+    init = jax.jit(jax.vmap(lambda k: model.init(k, device(x))))
+    starts = init(jax.random.split(jax.random.key(0), 2))
     streamed = jaxem.fit(model, x, chunk_size=37, stream=True, init_params=starts, **options)
     assert_same_fit(streamed, full)
 
@@ -207,7 +208,7 @@ def test_memory_mapped_file_streams_to_the_same_fit(tmp_path, x64):
 def test_a_function_returning_chunks_streams(x64):
     x = make_blobs(seed=5, n=300)
     model = jaxem.GaussianMixture(3)
-    start = model.init(jax.random.key(0), jnp.asarray(x))
+    start = jax.jit(model.init)(jax.random.key(0), jnp.asarray(x))
     passes = []
 
     def chunks():
@@ -244,7 +245,7 @@ def test_streamed_and_chunked_fits_compile_once():
 def test_em_step_in_chunks_equals_em_step(x64):
     x = jnp.asarray(make_blobs(seed=6, n=N))
     model = jaxem.GaussianMixture(3, covariance_type="tied")
-    params = model.init(jax.random.key(0), x)
+    params = jax.jit(model.init)(jax.random.key(0), x)
     expected, expected_log_lik = jaxem.em_step(model, params, x)
     got, log_lik = jaxem.em_step(model, params, x, chunk_size=50)
     np.testing.assert_allclose(log_lik, expected_log_lik, rtol=1e-12)

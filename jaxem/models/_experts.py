@@ -28,7 +28,7 @@ from jaxem import gem
 from jaxem._model import Model
 from jaxem._numerics import map_over_blocks, num_rows
 from jaxem._stats import PerObservation, attach, reduce_over_rows
-from jaxem._validation import check_int, check_number, is_concrete
+from jaxem._validation import check_finite_values, check_int, check_number
 from jaxem.inference import discrete_posterior, expected_log_joint
 from jaxem.models._mixture import collapsed
 from jaxem.models.components._checks import guarded_counts
@@ -223,8 +223,7 @@ class MixtureOfExperts(Model):
                     f"params.{name} must have shape {shape} (P={dim} inputs, num_experts={k}); "
                     f"got {tuple(jnp.shape(value))}"
                 )
-            if is_concrete(value) and not bool(jnp.all(jnp.isfinite(value))):
-                raise ValueError(f"params.{name} contains NaN or inf")
+            check_finite_values(value, f"params.{name}")
         self.expert.check_params(params.experts, x, k)
 
     # ---------------------------------------------------------------- pieces

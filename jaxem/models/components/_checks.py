@@ -18,7 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxem._validation import check_finite_data, check_number, is_concrete
+from jaxem._validation import (
+    check_finite_data,
+    check_finite_values,
+    check_number,
+    is_concrete,
+)
 
 Array = jax.Array
 
@@ -56,15 +61,20 @@ def check_data_values(
     concrete ``x``, naming how many and the first (NaN and inf are left to
     the finiteness check, which says so by name). Returns a scalar boolean:
     no entry is flagged (traced under a user's ``jit``)."""
-    x = jnp.asarray(x)
-    bad = jnp.isfinite(x) & bad_fn(x)
     if not is_concrete(x):
-        return ~jnp.any(bad)
-    if x.size == 0 or not bool(jnp.any(bad)):
-        return jnp.asarray(True)
-    where = np.argwhere(np.asarray(bad))
+        return ~jnp.any(jnp.isfinite(x) & bad_fn(x))
+    if x.size == 0:
+        return True
+    if isinstance(x, jax.Array) and not bool(jnp.any(jnp.isfinite(x) & bad_fn(x))):
+        return True  # (checked on the device; the values move only to name a problem)
+    host = np.asarray(x)
+    with np.errstate(invalid="ignore"):
+        bad = np.isfinite(host) & bad_fn(host)
+    if not np.any(bad):
+        return True
+    where = np.argwhere(bad)
     first = tuple(int(i) for i in where[0])
-    value = np.asarray(x)[first]
+    value = host[first]
     index = ", ".join(str(i) for i in first)
     raise ValueError(
         f"{family} data must be {requirement}; {name} has {len(where)} {description} value(s), "
@@ -78,7 +88,7 @@ def check_count_data(x: Any, family: str, name: str = "x") -> Array:
     requirement = "non-negative integer counts"
     valid = check_data_values(x, lambda a: a < 0, family, requirement, "negative", name)
     return valid & check_data_values(
-        x, lambda a: a != jnp.round(a), family, requirement, "non-integer", name
+        x, lambda a: a != a.round(), family, requirement, "non-integer", name
     )
 
 
@@ -135,8 +145,7 @@ def check_param_fields(params: Any, expected: dict[str, tuple[int, ...]], contex
     if not all(is_concrete(leaf) for leaf in params):
         return False
     for name in expected:
-        if not bool(jnp.all(jnp.isfinite(getattr(params, name)))):
-            raise ValueError(f"params.{name} contains NaN or inf")
+        check_finite_values(getattr(params, name), f"params.{name}")
     return True
 
 

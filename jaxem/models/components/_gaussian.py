@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxem._stats import reduce_over_rows
-from jaxem._validation import check_number, is_concrete
+from jaxem._validation import check_finite_values, check_number, is_concrete
 from jaxem.models.components._checks import check_matrix_data, guarded_counts
 from jaxem.models.components._component import Component
 from jaxem.models.components._covariance import COVARIANCES, Covariance
@@ -266,8 +266,7 @@ class Gaussian(Component):
         if not all(is_concrete(getattr(params, name)) for name in expected):
             return
         for name in expected:
-            if not bool(jnp.all(jnp.isfinite(getattr(params, name)))):
-                raise ValueError(f"{owner}.{name} contains NaN or inf")
+            check_finite_values(getattr(params, name), f"{owner}.{name}")
         self.covariance.check(params.covariances, owner)
 
     def block_rows(self, x: Array, num_components: int) -> int:

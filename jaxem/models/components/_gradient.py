@@ -31,7 +31,7 @@ from jax.scipy.special import gammaln
 from jaxem import gem
 from jaxem._numerics import LOG_2PI
 from jaxem._stats import PerObservation
-from jaxem._validation import check_int, check_number, is_concrete
+from jaxem._validation import check_finite_values, check_int, check_number
 from jaxem.inference import expected_log_joint
 from jaxem.models.components._checks import check_count_data
 from jaxem.models.components._component import Component
@@ -209,9 +209,7 @@ class _Regression(GradientComponent):
             if got != shape:
                 raise ValueError(f"params.{name} must have shape {shape} ({why}); got {got}")
         for name in expected:
-            value = getattr(params, name)
-            if is_concrete(value) and not bool(jnp.all(jnp.isfinite(value))):
-                raise ValueError(f"params.{name} contains NaN or inf")
+            check_finite_values(getattr(params, name), f"params.{name}")
 
     def num_parameters(self, params: RegressionParams) -> int:
         """``K (P + 1)`` coefficients and intercepts (per free class for softmax)."""

@@ -218,9 +218,9 @@ class LinearRegression(Component):
         context = f"num_components={num_components}, P={x[0].shape[-1]} inputs and {described}"
         if not check_param_fields(params, self._shapes(x, num_components), context):
             return
-        if bool(jnp.any(params.variances <= 0)):
+        if np.any(np.asarray(params.variances) <= 0):
             raise ValueError("params.variances must be positive")
-        if not self.fit_intercept and bool(jnp.any(params.intercepts != 0)):
+        if not self.fit_intercept and np.any(np.asarray(params.intercepts) != 0):
             raise ValueError("params.intercepts must be zero when fit_intercept=False")
 
     def features(self, x: Any) -> Array:

@@ -81,13 +81,14 @@ def check_vector_targets(targets: Array, what: str) -> None:
 def check_labels(targets: Array, allowed: int, what: str) -> Array:
     """Raise unless concrete ``targets`` are integers in ``0 .. allowed − 1``;
     return whether they are (traced under a user's ``jit``)."""
-    finite = jnp.isfinite(targets)
-    integral = finite & (targets == jnp.round(jnp.where(finite, targets, 0.0)))
-    valid = jnp.all(integral & (targets >= 0) & (targets < allowed))
     if not is_concrete(targets):
-        return valid
+        finite = jnp.isfinite(targets)
+        integral = finite & (targets == jnp.round(jnp.where(finite, targets, 0.0)))
+        return jnp.all(integral & (targets >= 0) & (targets < allowed))
     values = np.asarray(targets)
-    bad = np.flatnonzero(~np.asarray(integral))
+    finite = np.isfinite(values)
+    integral = finite & (values == np.round(np.where(finite, values, 0.0)))
+    bad = np.flatnonzero(~integral)
     if bad.size:
         raise ValueError(
             f"{what} must be integers; {bad.size} are not, the first is "
@@ -99,7 +100,7 @@ def check_labels(targets: Array, allowed: int, what: str) -> Array:
             f"{what} must lie in 0..{allowed - 1}; {bad.size} do not, the first is "
             f"targets[{bad[0]}] = {values[bad[0]]:g}"
         )
-    return jnp.asarray(True)
+    return True
 
 
 def check_regression_data(x: Any, family: str, targets: str) -> tuple[Array, Array, Array]:
