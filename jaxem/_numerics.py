@@ -7,7 +7,6 @@ Everything here is a pure function written for one dataset; nothing is jitted.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -53,10 +52,28 @@ def exact_matmul(a: Array, b: Array) -> Array:
     return jnp.matmul(a, b, precision=lax.Precision.HIGHEST)
 
 
-def add_to_diagonal(matrices: Array, value: Array | float) -> Array:
-    """``matrices + value * I`` for a ``(..., D, D)`` stack."""
-    dim = matrices.shape[-1]
-    return matrices + jnp.asarray(value, matrices.dtype) * jnp.eye(dim, dtype=matrices.dtype)
+def frame_scale(magnitude: Array) -> Array:
+    """A power of two ``s >= 1`` with ``s >= magnitude`` (within a factor 2).
+
+    Sums of squares over many observations overflow float32 long before their
+    means do (data of size 1e18 have variances near 1e36, which float32
+    holds, but the sum of 1000 such squares does not). Statistics computed
+    on ``(x − c) / s`` and scaled back by ``s²`` after dividing by the counts
+    are exact (a power of two scales every rounding exactly), equal to the
+    unscaled computation whenever that does not overflow, and finite where
+    it would. ``s = 1`` for data of unit size and smaller: nothing changes.
+
+    Args:
+      magnitude: a non-negative scalar (e.g. the largest standard deviation).
+    """
+    magnitude = jnp.asarray(magnitude)
+    usable = jnp.isfinite(magnitude) & (magnitude > 1.0)
+    _, exponent = jnp.frexp(jnp.where(usable, magnitude, 1.0))
+    # (s² must be finite too: beyond that no variance is representable anyway)
+    exponent = jnp.minimum(exponent, jnp.finfo(magnitude.dtype).maxexp // 2 - 1)
+    return jnp.where(usable, jnp.ldexp(jnp.ones_like(magnitude), exponent), 1.0).astype(
+        magnitude.dtype
+    )
 
 
 def symmetrize(matrices: Array) -> Array:
@@ -138,30 +155,6 @@ def default_block_size(num_rows: int, row_width: int, cpu_target: int = 2**18) -
 def num_rows(data: Any) -> int:
     """The common leading length of an array, or of a pytree of arrays."""
     return jax.tree.leaves(data)[0].shape[0]
-
-
-def map_over_blocks(
-    fn: Callable[..., Array],
-    arrays: tuple[Any, ...],
-    block_size: int,
-) -> Array:
-    """``concatenate([fn(*block_b) for b])`` over row blocks, with ``lax.map``.
-
-    ``fn`` returns an array with the block's leading length; the result has
-    ``n`` rows. Temporaries inside ``fn`` are bounded by ``block_size`` rows.
-    Entries of ``arrays`` may be pytrees of arrays with a common leading axis.
-    """
-    total_rows = num_rows(arrays)
-    if block_size >= total_rows:
-        return fn(*arrays)
-    num_full = total_rows // block_size
-    split = num_full * block_size
-    heads = jax.tree.map(lambda a: a[:split].reshape((num_full, block_size, *a.shape[1:])), arrays)
-    out = lax.map(lambda blocks: fn(*blocks), heads)
-    out = out.reshape((split, *out.shape[2:]))
-    if split < total_rows:
-        out = jnp.concatenate([out, fn(*jax.tree.map(lambda a: a[split:], arrays))], axis=0)
-    return out
 
 
 def zeros_like_shapes(shapes: Any) -> Any:

@@ -203,3 +203,10 @@ def reduce_over_rows(fn: Callable[..., Any], arrays: tuple[Any, ...], block_size
     if split_at < total_rows:
         out = add(out, fn(*jax.tree.map(lambda a: a[split_at:], arrays)))
     return out
+
+
+def map_over_rows(fn: Callable[..., Array], arrays: tuple[Any, ...], block_size: int) -> Array:
+    """``fn``'s per-row outputs over row blocks of ``arrays``, concatenated to
+    ``n`` rows (e.g. per-observation log-likelihoods or posteriors), with
+    temporaries bounded by the block (see :func:`reduce_over_rows`)."""
+    return reduce_over_rows(lambda *blocks: PerObservation(fn(*blocks)), arrays, block_size).values

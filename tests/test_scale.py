@@ -154,7 +154,7 @@ def test_chunked_sharded_and_streamed_fits_equal_the_full_batch_fit(name, x64):
             jaxem.fit(model, x, chunk_size=37, stream=True, **options)
         return
     init = jax.jit(jax.vmap(lambda k: model.init(k, device(x))))
-    starts = init(jax.random.split(jax.random.key(0), 2))
+    starts = init(jaxem.restart_keys(jax.random.key(0), 2))
     streamed = jaxem.fit(model, x, chunk_size=37, stream=True, init_params=starts, **options)
     assert_same_fit(streamed, full)
 

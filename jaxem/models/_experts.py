@@ -26,8 +26,8 @@ import jax.numpy as jnp
 
 from jaxem import gem
 from jaxem._model import Model
-from jaxem._numerics import map_over_blocks, num_rows
-from jaxem._stats import PerObservation, attach, reduce_over_rows
+from jaxem._numerics import num_rows
+from jaxem._stats import PerObservation, attach, map_over_rows, reduce_over_rows
 from jaxem._validation import check_finite_values, check_int, check_number
 from jaxem.inference import discrete_posterior, expected_log_joint
 from jaxem.models._mixture import collapsed
@@ -365,14 +365,14 @@ class MixtureOfExperts(Model):
         """Per-observation ``log p(y_i | x_i)``, ``(n,)``."""
         log_joint = self._log_joint(params)
         rows = self.expert.block_rows(x, self.num_experts)
-        return map_over_blocks(lambda xb: discrete_posterior(log_joint(xb))[0], (x,), rows)
+        return map_over_rows(lambda xb: discrete_posterior(log_joint(xb))[0], (x,), rows)
 
     def posterior(self, params: MixtureOfExpertsParams, x: Data) -> Array:
         """Responsibilities ``p(z_i = k | x_i, y_i)``, ``(n, K)`` (the gate
         :meth:`gate_probabilities` is the prior ``p(z_i = k | x_i)``)."""
         log_joint = self._log_joint(params)
         rows = self.expert.block_rows(x, self.num_experts)
-        return map_over_blocks(lambda xb: discrete_posterior(log_joint(xb))[1], (x,), rows)
+        return map_over_rows(lambda xb: discrete_posterior(log_joint(xb))[1], (x,), rows)
 
     def log_prior(self, params: MixtureOfExpertsParams) -> Array:
         """``log p(θ)``: the Gaussian prior on the gate weights and the
@@ -433,6 +433,9 @@ class MixtureOfExperts(Model):
     def diagnose(
         self, stats: MixtureOfExpertsStats, params: MixtureOfExpertsParams
     ) -> dict[str, Array]:
-        """``{"collapsed": (K,)}``: experts responsible for less than a
-        thousandth of an average observation's weight."""
-        return {"collapsed": collapsed(stats.counts, stats.num_observations)}
+        """``{"collapsed": (K,)}``, experts responsible for less than a
+        thousandth of an average observation's weight, and the expert
+        component's own flags."""
+        counts = guarded_counts(stats.counts, stats.num_observations)
+        flags = self.expert.diagnose(stats.experts, counts, params.experts)
+        return {"collapsed": collapsed(stats.counts, stats.num_observations), **flags}

@@ -22,8 +22,8 @@ from jax.scipy.special import gammaln
 
 from jaxem import _kmeans
 from jaxem._model import Model
-from jaxem._numerics import map_over_blocks, num_rows
-from jaxem._stats import attach, reduce_over_rows
+from jaxem._numerics import frame_scale, num_rows
+from jaxem._stats import attach, map_over_rows, reduce_over_rows
 from jaxem._validation import check_int, check_number, is_concrete
 from jaxem.inference import discrete_posterior
 from jaxem.models.components._checks import guarded_counts
@@ -131,7 +131,13 @@ def initial_responsibilities(
     n = features.shape[0]
     k = num_components
     dtype = features.dtype
-    w = jnp.ones(n, dtype) if weights is None else weights
+    # Weights relative to the largest: seeds do not depend on the weights'
+    # scale (at 1e-20 or 1e20 the rounding of the sampling masses would break
+    # ties between equally distant rows differently).
+    w = jnp.ones(n, dtype) if weights is None else weights / jnp.max(weights)
+    # k-means in a frame scaled by a power of two (the same clusters, exactly;
+    # squared distances of data of size 1e18 would overflow float32).
+    features = features / frame_scale(jnp.max(jnp.abs(features - jnp.mean(features, axis=0))))
     if method in ("kmeans", "k-means++"):
         centres, seeds = _kmeans.kmeans_plusplus(key, features, k, w)
         if method == "kmeans":
@@ -297,14 +303,14 @@ class MixtureBase(Model):
     def log_prob(self, params: Any, x: Data) -> Array:
         """Per-observation ``log p(x_i)``, shape ``(n,)``."""
         log_joint = self._log_joint(params)
-        return map_over_blocks(
+        return map_over_rows(
             lambda xb: discrete_posterior(log_joint(xb))[0], (x,), self._block_rows(x)
         )
 
     def posterior(self, params: Any, x: Data) -> Array:
         """Responsibilities ``p(z_i = k | x_i)``, shape ``(n, K)``."""
         log_joint = self._log_joint(params)
-        return map_over_blocks(
+        return map_over_rows(
             lambda xb: discrete_posterior(log_joint(xb))[1], (x,), self._block_rows(x)
         )
 
@@ -385,9 +391,13 @@ class MixtureBase(Model):
         return int(self.num_components - 1 + self.component.num_parameters(self._split(params)[1]))
 
     def diagnose(self, stats: MixtureStats, params: Any) -> dict[str, Array]:
-        """``{"collapsed": (K,)}``: components whose total responsibility is
-        below a thousandth of an average observation's weight."""
-        return {"collapsed": collapsed(stats.counts, stats.num_observations)}
+        """``{"collapsed": (K,)}``, components whose total responsibility is
+        below a thousandth of an average observation's weight, and the
+        component family's own flags (e.g. ``"singular"`` for Gaussian
+        components)."""
+        counts = guarded_counts(stats.counts, stats.num_observations)
+        flags = self.component.diagnose(stats.components, counts, self._split(params)[1])
+        return {"collapsed": collapsed(stats.counts, stats.num_observations), **flags}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -65,8 +65,12 @@ def check_data_values(
         return ~jnp.any(jnp.isfinite(x) & bad_fn(x))
     if x.size == 0:
         return True
-    if isinstance(x, jax.Array) and not bool(jnp.any(jnp.isfinite(x) & bad_fn(x))):
-        return True  # (checked on the device; the values move only to name a problem)
+    if isinstance(x, jax.Array):
+        # (checked on the device, eagerly even inside a user's jit; the values
+        # move to the host only to name a problem)
+        with jax.ensure_compile_time_eval():
+            if not bool(jnp.any(jnp.isfinite(x) & bad_fn(x))):
+                return True
     host = np.asarray(x)
     with np.errstate(invalid="ignore"):
         bad = np.isfinite(host) & bad_fn(host)

@@ -121,6 +121,13 @@ class Component(Protocol):
         parameters define it; online EM needs it). Default: unchanged."""
         return stats
 
+    def diagnose(self, stats: Any, counts: Array, params: Any) -> dict[str, Array]:
+        """Value-dependent problems of the components, as boolean arrays with
+        a leading ``K`` axis, from the statistics computed under ``params``
+        (the latent structure adds them to its own diagnostics). Default:
+        none."""
+        return {}
+
     def log_prior(self, params: Any) -> Array:
         """``log p(θ_components)``. Default: ``0.0`` (no prior)."""
         leaves = jax.tree.leaves(params)
@@ -151,6 +158,7 @@ def check_component(component: Any) -> None:
             "block_rows",
             "init_m_step_state",
             "shift_statistics",
+            "diagnose",
             "log_prior",
         )
     missing = [name for name in needed if not callable(getattr(component, name, None))]

@@ -12,7 +12,13 @@ models) reuse them.
 
 Moments are taken about *centres* (each component's mean for full and tied
 covariances, the average of the means for diagonal and spherical ones), so no
-``E[xxᵀ] − μμᵀ`` cancellation happens, and float32 stays accurate.
+``E[xxᵀ] − μμᵀ`` cancellation happens, and float32 stays accurate; and in a
+*frame* scaled by a power of two ``s >= 1`` of the size of the deviations
+(:func:`jaxem._numerics.frame_scale`), so that sums of squares over many
+observations do not overflow where the covariances themselves are
+representable (data of size 1e18 in float32). The scaling is exact: for data
+of unit size and smaller ``s = 1``, and elsewhere every rounding is the
+unscaled one's, scaled.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from jaxem._numerics import (
     cholesky_with_jitter,
     default_block_size,
     exact_matmul,
+    frame_scale,
     inverse_cholesky_transpose,
     symmetrize,
 )
@@ -76,6 +83,15 @@ class Covariance:
         """``counts (K,)`` times per-component ``values`` of :meth:`outer`'s shape."""
         return counts.reshape(counts.shape + (1,) * (values.ndim - 1)) * values
 
+    def frame(self, means: Array, covariances: Array) -> Array:
+        """The scale ``s`` of the frame statistics are taken in, for
+        parameters ``(means, covariances)``: a power of two ``>= 1`` at least
+        the largest standard deviation and the largest distance of a mean
+        from its centre."""
+        offsets = means - self.centres(means)
+        largest = jnp.maximum(jnp.max(self.variances(covariances)), jnp.max(jnp.square(offsets)))
+        return frame_scale(jnp.sqrt(largest))
+
 
 # ------------------------------------------------------------- matrices
 
@@ -112,24 +128,35 @@ class _Matrix(Covariance):
         residual = self._per_component(whitened, k) - prepared["shifted"]
         return prepared["const"] - 0.5 * jnp.sum(jnp.square(residual), axis=-1)
 
-    def moments(self, x: Array, resp: Array, centres: Array) -> tuple[Array, Array]:
-        """``(Σ r (x − c), Σ r (x − c)(x − c)ᵀ)`` of a block about the centres,
-        from weighted responsibilities ``(rows, K)``."""
+    def moments(self, x: Array, resp: Array, centres: Array, scale: Array) -> tuple[Array, Array]:
+        """``(Σ r u, Σ r u uᵀ)`` with ``u = (x − c) / s``: moments of a block
+        about the centres, in the frame of scale ``s``, from weighted
+        responsibilities ``(rows, K)``."""
         k = resp.shape[1]
         if one_product_per_component(k):
             firsts, seconds = [], []
             for j in range(k):
-                residual = x - centres[j]  # (rows, D)
+                residual = (x - centres[j]) / scale  # (rows, D)
                 weighted = resp[:, j, None] * residual
                 firsts.append(jnp.sum(weighted, axis=0))
                 seconds.append(weighted.T @ residual)
             return jnp.stack(firsts), self.pool(jnp.stack(seconds))
-        residual = x[None, :, :] - centres[:, None, :]  # (K, rows, D)
+        residual = (x[None, :, :] - centres[:, None, :]) / scale  # (K, rows, D)
         weighted = resp.T[:, :, None] * residual
         return jnp.sum(weighted, axis=1), self.pool(jnp.einsum("krd,kre->kde", weighted, residual))
 
     def finish_scatter(self, scatter: Array) -> Array:
         return symmetrize(scatter)
+
+    def singular(self, covariances: Array, reg_covar: float, num_components: int) -> Array:
+        """``(K,)``: whether ``Σ_k + reg_covar · I`` has no Cholesky factor
+        (scikit-learn's "ill-defined empirical covariance")."""
+        dim = covariances.shape[-1]
+        factors = jnp.linalg.cholesky(
+            covariances + reg_covar * jnp.eye(dim, dtype=covariances.dtype)
+        )
+        failed = ~jnp.all(jnp.isfinite(factors), axis=(-2, -1))
+        return jnp.broadcast_to(failed, (num_components,))
 
     def regularize(self, covariances: Array, reg_covar: float) -> Array:
         """``Σ + reg_covar · I``, with jitter where it is singular in the
@@ -202,6 +229,9 @@ class FullCovariance(_Matrix):
     def shape(self, num_components: int, dim: int) -> tuple[int, ...]:
         return (num_components, dim, dim)
 
+    def variances(self, covariances: Array) -> Array:
+        return jnp.diagonal(covariances, axis1=-2, axis2=-1)
+
     def _whitened_means(self, offsets: Array, whitening: Array) -> tuple[Array, Array]:
         dim = offsets.shape[1]
         shifted = jnp.einsum("kd,kde->ke", offsets, whitening)
@@ -250,6 +280,9 @@ class TiedCovariance(_Matrix):
     def pool(self, per_component: Array) -> Array:
         return jnp.sum(per_component, axis=0)
 
+    def variances(self, covariances: Array) -> Array:
+        return jnp.diagonal(covariances)
+
     def _whitened_means(self, offsets: Array, whitening: Array) -> tuple[Array, Array]:
         return offsets @ whitening, whitening
 
@@ -294,10 +327,14 @@ class _Vector(Covariance):
     def centres(self, means: Array) -> Array:
         return jnp.broadcast_to(jnp.mean(means, axis=0), means.shape)
 
-    def _features(self, x: Array, reference: Array) -> Array:
-        """``[(x − m)², x − m]`` (the squares summed for spherical), ``(rows, ·)``."""
-        centred = x - reference
+    def _features(self, x: Array, reference: Array, scale: Array) -> Array:
+        """``[u², u]`` with ``u = (x − m) / s`` (the squares summed for
+        spherical), ``(rows, ·)``."""
+        centred = (x - reference) / scale
         return jnp.concatenate([self._squares(jnp.square(centred)), centred], axis=1)
+
+    def variances(self, covariances: Array) -> Array:
+        return covariances
 
     def prepare(self, means: Array, covariances: Array) -> dict[str, Array]:
         """The Mahalanobis distance expanded about the reference ``m`` as
@@ -305,8 +342,10 @@ class _Vector(Covariance):
         (μ_k − m)_d + (μ_k − m)_d²)``."""
         dim = means.shape[1]
         reference = jnp.mean(means, axis=0)
-        offset = means - reference
-        precisions = 1.0 / covariances
+        scale = self.frame(means, covariances)
+        offset = (means - reference) / scale
+        # Precisions in the frame's units: s² / σ².
+        precisions = jnp.square(scale) / covariances
         per_feature = self._per_feature(precisions, dim)  # (K, D)
         quadratic = self._quadratic(precisions)
         linear = (-2.0 * offset * per_feature).T
@@ -316,25 +355,35 @@ class _Vector(Covariance):
             - 0.5 * jnp.sum(offset * offset * per_feature, axis=1)
         )
         coefficients = jnp.concatenate([quadratic, linear], axis=0)
-        return {"const": const, "reference": reference, "coefficients": coefficients}
+        return {
+            "const": const,
+            "reference": reference,
+            "scale": scale,
+            "coefficients": coefficients,
+        }
 
     def log_densities(self, prepared: dict[str, Array], x: Array) -> Array:
         """``log N(x_i | μ_k, Σ_k)`` for a block of rows, ``(rows, K)``."""
-        features = self._features(x, prepared["reference"])
+        features = self._features(x, prepared["reference"], prepared["scale"])
         # The expansion cancels (x², −2xμ and μ² terms), so it needs full
         # float32 products: GPUs otherwise round float32 matmul inputs to
         # TF32 (10-bit mantissa), which cost 2% of the log-likelihood on data
         # scaled by 1e8 (an H200).
         return prepared["const"] - 0.5 * exact_matmul(features, prepared["coefficients"])
 
-    def moments(self, x: Array, resp: Array, centres: Array) -> tuple[Array, Array]:
+    def moments(self, x: Array, resp: Array, centres: Array, scale: Array) -> tuple[Array, Array]:
         dim = x.shape[1]
-        moments = exact_matmul(resp.T, self._features(x, centres[0]))
+        moments = exact_matmul(resp.T, self._features(x, centres[0], scale))
         squares, sum_x = moments[:, :-dim], moments[:, -dim:]
         return sum_x, self._squeeze(squares)
 
     def finish_scatter(self, scatter: Array) -> Array:
         return jnp.maximum(scatter, 0.0)
+
+    def singular(self, covariances: Array, reg_covar: float, num_components: int) -> Array:
+        """``(K,)``: whether a variance plus ``reg_covar`` is not positive."""
+        variances = self._variances(covariances + reg_covar)  # (K, D) or (K, 1)
+        return jnp.any(variances <= 0, axis=1)
 
     def regularize(self, covariances: Array, reg_covar: float) -> Array:
         return jnp.maximum(covariances + reg_covar, jnp.finfo(covariances.dtype).tiny)

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxem._numerics import frame_scale
 from jaxem._stats import reduce_over_rows
 from jaxem._validation import check_finite_values, check_number, is_concrete
 from jaxem.models.components._checks import check_matrix_data, guarded_counts
@@ -128,7 +129,9 @@ class GaussianPrior:
             raise ValueError(f"{owner}.degrees_of_freedom must be > D - 1 = {dim - 1}; got {dof}")
         if self.scale is None:
             shrink = num_components ** (2.0 / dim)
-            scale = covariance.default_prior_scale(x - data_mean, w, shrink)
+            centred = x - data_mean
+            frame = frame_scale(jnp.max(jnp.abs(centred)))  # (no overflow of the moments)
+            scale = jnp.square(frame) * covariance.default_prior_scale(centred / frame, w, shrink)
         else:
             scale = covariance.prior_scale(jnp.asarray(self.scale, dtype), dim, owner)
         return GaussianPriorParams(
@@ -285,34 +288,42 @@ class Gaussian(Component):
 
     # ------------------------------------------------------------ statistics
 
+    def _frame(self, params: Any) -> tuple[Array, Array]:
+        """The centres and the scale of the frame statistics are taken in."""
+        centres = self.covariance.centres(params.means)
+        return centres, self.covariance.frame(params.means, params.covariances)
+
     def statistics(self, x: Array, resp: Array, params: Any) -> GaussianStats:
-        """Moments of a block about the centres of ``params``, from weighted
-        responsibilities ``(rows, K)``."""
-        return GaussianStats(
-            *self.covariance.moments(x, resp, self.covariance.centres(params.means))
-        )
+        """Moments of a block about the centres of ``params``, in the frame
+        of their scale, from weighted responsibilities ``(rows, K)``."""
+        centres, scale = self._frame(params)
+        return GaussianStats(*self.covariance.moments(x, resp, centres, scale))
 
     def shift_statistics(
         self, stats: GaussianStats, counts: Array, from_params: Any, to_params: Any
     ) -> GaussianStats:
         """Moments about the centres of ``from_params`` moved to those of
-        ``to_params`` (exact): with ``d = c_from − c_to``,
-        ``Σ r (x − c_to) = S₁ + N d`` and
-        ``Σ r (x − c_to)(x − c_to)ᵀ = S₂ + S₁ dᵀ + d S₁ᵀ + N d dᵀ``.
+        ``to_params``, and to their frame (exact): with ``ρ = s_from / s_to``
+        and ``d = (c_from − c_to) / s_to``, ``S₁ → ρ S₁ + N d`` and
+        ``S₂ → ρ² S₂ + ρ (S₁ dᵀ + d S₁ᵀ) + N d dᵀ``.
 
         Args:
-          stats: statistics computed about ``from_params``' centres.
+          stats: statistics computed under ``from_params``.
           counts: the components' total responsibilities ``N_k``, ``(K,)``.
           from_params: the parameters the statistics were computed under.
           to_params: the parameters to express them about.
         """
         cov = self.covariance
-        d = cov.centres(from_params.means) - cov.centres(to_params.means)  # (K, D)
-        sum_x = stats.sum_x
+        centres_from, scale_from = self._frame(from_params)
+        centres_to, scale_to = self._frame(to_params)
+        ratio = scale_from / scale_to
+        d = (centres_from - centres_to) / scale_to  # (K, D)
+        sum_x = ratio * stats.sum_x
         correction = (
             cov.outer(sum_x, d) + cov.outer(d, sum_x) + cov.scale_by(counts, cov.outer(d, d))
         )
-        return GaussianStats(sum_x + counts[:, None] * d, stats.sum_xx + cov.pool(correction))
+        sum_xx = jnp.square(ratio) * stats.sum_xx + cov.pool(correction)
+        return GaussianStats(sum_x + counts[:, None] * d, sum_xx)
 
     def maximize(
         self, stats: GaussianStats, counts: Array, params: Any, m_step_state: Any = ()
@@ -323,24 +334,38 @@ class Gaussian(Component):
         prior mean) and gets ``reg_covar`` covariance (or the prior's mode); a
         covariance that is singular in the working precision gets jitter.
         """
-        centres = self.covariance.centres(params.means)
-        return self._maximize(stats, counts, centres, params.prior), m_step_state
+        centres, scale = self._frame(params)
+        return self._maximize(stats, counts, centres, scale, params.prior), m_step_state
 
     def _maximize(
         self,
         stats: GaussianStats,
         counts: Array,
         centres: Array,
+        scale: Array,
         prior: GaussianPriorParams | None,
     ) -> GaussianParams:
+        means, covariances = self._unregularized(stats, counts, centres, scale, prior)
+        return GaussianParams(means, self.covariance.regularize(covariances, self.reg_covar), prior)
+
+    def _unregularized(
+        self,
+        stats: GaussianStats,
+        counts: Array,
+        centres: Array,
+        scale: Array,
+        prior: GaussianPriorParams | None,
+    ) -> tuple[Array, Array]:
+        """The M-step's means and covariances before ``reg_covar``, computed
+        in the statistics' frame (units of ``scale``) and scaled back."""
         cov = self.covariance
         dim = stats.sum_x.shape[1]
         if prior is None:
             shift = stats.sum_x / counts[:, None]
         else:
             kappa = prior.mean_precision
-            shift = (stats.sum_x + kappa * (prior.mean - centres)) / (counts + kappa)[:, None]
-        means = centres + shift
+            pulled = kappa * (prior.mean - centres) / scale
+            shift = (stats.sum_x + pulled) / (counts + kappa)[:, None]
         # Scatter about the new means: Σ r (x − μ)(x − μ)ᵀ [+ κ₀ (μ − m₀)(μ − m₀)ᵀ].
         correction = (
             cov.scale_by(counts, cov.outer(shift, shift))
@@ -348,18 +373,28 @@ class Gaussian(Component):
             - cov.outer(shift, stats.sum_x)
         )
         if prior is not None:
-            pull = means - prior.mean
+            pull = shift + (centres - prior.mean) / scale  # (μ − m₀) / s
             correction = correction + kappa * cov.outer(pull, pull)
         scatter = cov.finish_scatter(stats.sum_xx + cov.pool(correction))
         # Divide by the effective count (MLE) or by the posterior mode's
-        # denominator (MAP), then regularise.
+        # denominator (MAP), and leave the frame.
+        means = centres + scale * shift
+        squared = jnp.square(scale)
         if prior is None:
-            covariances = scatter / cov.denominator(counts, dim, None)
-        else:
-            covariances = (prior.scale + scatter) / cov.denominator(
-                counts, dim, prior.degrees_of_freedom
-            )
-        return GaussianParams(means, cov.regularize(covariances, self.reg_covar), prior)
+            return means, squared * (scatter / cov.denominator(counts, dim, None))
+        denominator = cov.denominator(counts, dim, prior.degrees_of_freedom)
+        return means, squared * ((prior.scale / squared + scatter) / denominator)
+
+    def diagnose(self, stats: GaussianStats, counts: Array, params: Any) -> dict[str, Array]:
+        """``{"singular": (K,)}``: components whose covariance from these
+        statistics plus ``reg_covar`` is singular (has no Cholesky factor, or a
+        non-positive variance) before the M-step's repair: scikit-learn's
+        "ill-defined empirical covariance", e.g. a component on one point with
+        ``reg_covar = 0``."""
+        centres, scale = self._frame(params)
+        _, covariances = self._unregularized(stats, counts, centres, scale, params.prior)
+        k = params.means.shape[0]
+        return {"singular": self.covariance.singular(covariances, self.reg_covar, k)}
 
     def initialize(self, x: Array, resp: Array, weights: Array | None = None) -> GaussianParams:
         """Means and covariances from responsibilities ``(n, K)`` alone (the
@@ -383,15 +418,17 @@ class Gaussian(Component):
         counts = jnp.sum(weighted, axis=0)
         mean = (w @ x) / jnp.sum(w)
         # Moments about the centres of the components' own means (an empty
-        # component's mean starts at the data mean).
+        # component's mean starts at the data mean), in the frame of the
+        # data's largest deviation from its mean.
         own = (weighted.T @ x) / jnp.where(counts > 0, counts, 1.0)[:, None]
         centres = self.covariance.centres(jnp.where((counts > 0)[:, None], own, mean))
+        scale = frame_scale(jnp.max(jnp.abs(x - mean)))
         stats = reduce_over_rows(
-            lambda xb, rb: GaussianStats(*self.covariance.moments(xb, rb, centres)),
+            lambda xb, rb: GaussianStats(*self.covariance.moments(xb, rb, centres, scale)),
             (x, weighted),
             self.block_rows(x, resp.shape[1]),
         )
-        return self._maximize(stats, guarded_counts(counts, x.shape[0]), centres, prior)
+        return self._maximize(stats, guarded_counts(counts, x.shape[0]), centres, scale, prior)
 
     # ------------------------------------------------------------ the rest
 

@@ -25,6 +25,7 @@ from jaxem._numerics import (
     LOG_2PI,
     cholesky_with_jitter,
     default_block_size,
+    frame_scale,
     symmetrize,
 )
 from jaxem._stats import reduce_over_rows
@@ -304,10 +305,17 @@ class LinearRegression(Component):
 
     # ------------------------------------------------------------ statistics
 
-    def _moments(self, x: Any, resp: Array, stacked: Array) -> LinearRegressionStats:
+    def _frame(self, params: LinearRegressionParams) -> Array:
+        """The scale the residuals are measured in: a power of two ``>= 1``
+        at least the largest noise standard deviation (so sums of squared
+        residuals of targets of size 1e18 do not overflow float32; exact, and
+        ``1`` for targets of unit size)."""
+        return frame_scale(jnp.sqrt(jnp.max(params.variances)))
+
+    def _moments(self, x: Any, resp: Array, stacked: Array, frame: Array) -> LinearRegressionStats:
         inputs, targets = x
         design = self._design(inputs)
-        residuals = self._residuals(design, targets, stacked)  # (rows, K, T)
+        residuals = self._residuals(design, targets, stacked) / frame  # (rows, K, T)
         return LinearRegressionStats(
             gram=jnp.einsum("rk,rp,rq->kpq", resp, design, design),
             cross=jnp.einsum("rp,rkt->kpt", design, resp[:, :, None] * residuals),
@@ -318,8 +326,9 @@ class LinearRegression(Component):
         self, x: Any, resp: Array, params: LinearRegressionParams
     ) -> LinearRegressionStats:
         """Moments of a block about the predictions of ``params``, from
-        weighted responsibilities ``(rows, K)``."""
-        return self._moments(x, resp, self._stacked(params))
+        weighted responsibilities ``(rows, K)`` (residuals in the frame of the
+        noise's size)."""
+        return self._moments(x, resp, self._stacked(params), self._frame(params))
 
     def shift_statistics(
         self,
@@ -341,15 +350,19 @@ class LinearRegression(Component):
           to_params: the parameters to express them about.
         """
         del counts
-        delta = self._stacked(to_params) - self._stacked(from_params)  # (K, P', T)
+        frame_to = self._frame(to_params)
+        ratio = self._frame(from_params) / frame_to
+        # Δ in the new frame's units; the statistics moved to that frame.
+        delta = (self._stacked(to_params) - self._stacked(from_params)) / frame_to  # (K, P', T)
         gram = stats.gram
+        cross = ratio * stats.cross
         moved = jnp.einsum("kpq,kqt->kpt", gram, delta)
         sum_squares = (
-            stats.sum_squares
-            - 2.0 * jnp.sum(delta * stats.cross, axis=1)
+            jnp.square(ratio) * stats.sum_squares
+            - 2.0 * jnp.sum(delta * cross, axis=1)
             + jnp.sum(delta * moved, axis=1)
         )
-        return LinearRegressionStats(gram, stats.cross - moved, sum_squares)
+        return LinearRegressionStats(gram, cross - moved, sum_squares)
 
     def maximize(
         self,
@@ -366,7 +379,8 @@ class LinearRegression(Component):
         are at least ``reg_covar`` (and at least ``10 eps`` times the pooled
         residual variance, so ``reg_covar = 0`` stays finite too).
         """
-        return self._maximize(stats, counts, self._stacked(params), params), m_step_state
+        frame = self._frame(params)
+        return self._maximize(stats, counts, self._stacked(params), params, frame), m_step_state
 
     def _maximize(
         self,
@@ -374,7 +388,10 @@ class LinearRegression(Component):
         counts: Array,
         old: Array,
         like: LinearRegressionParams,
+        frame: Array,
     ) -> LinearRegressionParams:
+        """The closed form, in the statistics' frame (residuals in units of
+        ``frame``), scaled back."""
         dtype = stats.gram.dtype
         width = stats.gram.shape[-1]
         num_inputs = like.coefficients.shape[1]
@@ -388,12 +405,12 @@ class LinearRegression(Component):
         rhs = stats.cross
         if precision > 0:
             matrix = matrix + precision * jnp.diag(penalised)
-            rhs = rhs - precision * penalised[:, None] * old
+            rhs = rhs - precision * penalised[:, None] * (old / frame)
         factors, _ = cholesky_with_jitter(symmetrize(matrix))
         half = solve_triangular(factors, rhs, lower=True)
         delta = solve_triangular(factors, half, lower=True, trans="T")
-        delta = jnp.where(jnp.isfinite(delta), delta, 0.0)
-        new = old + delta
+        delta = jnp.where(jnp.isfinite(delta), delta, 0.0)  # (in the frame)
+        new = old + frame * delta
         # Σ r (e − x̃Δ)² = Σ r e² − 2 Δᵀ Σ r x̃ e + Δᵀ G Δ, per target.
         explained = 2.0 * jnp.sum(delta * stats.cross, axis=1) - jnp.einsum(
             "kpt,kpq,kqt->kt", delta, stats.gram, delta
@@ -401,15 +418,19 @@ class LinearRegression(Component):
         residual = jnp.maximum(stats.sum_squares - explained, 0.0)  # (K, T)
         numerator = residual
         denominator = jnp.broadcast_to(counts[:, None], residual.shape)
+        squared = jnp.square(frame)
         if precision > 0:
-            numerator = numerator + precision * jnp.sum(jnp.square(new[:, :num_inputs]), axis=1)
+            coefficients = new[:, :num_inputs] / frame
+            numerator = numerator + precision * jnp.sum(jnp.square(coefficients), axis=1)
             denominator = denominator + num_inputs
         if self.variance_prior is not None:
             shape, scale = self.variance_prior
-            numerator = numerator + 2.0 * scale
+            numerator = numerator + 2.0 * scale / squared
             denominator = denominator + 2.0 * (shape + 1.0)
-        variances = numerator / denominator
-        pooled = jnp.sum(residual, axis=0) / jnp.maximum(jnp.sum(counts), jnp.finfo(dtype).tiny)
+        variances = squared * (numerator / denominator)
+        pooled = squared * (
+            jnp.sum(residual, axis=0) / jnp.maximum(jnp.sum(counts), jnp.finfo(dtype).tiny)
+        )  # (the frame's square last: alone it may be near the largest float)
         floor = jnp.maximum(
             jnp.maximum(self.reg_covar, 10.0 * jnp.finfo(dtype).eps * pooled),
             jnp.finfo(dtype).tiny,
@@ -439,13 +460,14 @@ class LinearRegression(Component):
             )
         rows = self.block_rows(x, k)
         stacked = self._stacked(like)
+        frame = frame_scale(jnp.max(jnp.abs(targets)))  # (the first residuals are the targets)
         for _ in range(2):
             stats = reduce_over_rows(
-                lambda xb, rb, stacked=stacked: self._moments(xb, rb, stacked),
+                lambda xb, rb, stacked=stacked: self._moments(xb, rb, stacked, frame),
                 (x, weighted),
                 rows,
             )
-            like = self._maximize(stats, counts, stacked, like)
+            like = self._maximize(stats, counts, stacked, like, frame)
             stacked = self._stacked(like)
         return like
 

@@ -28,6 +28,7 @@ from jax.scipy.special import digamma, gammaln, polygamma
 from jaxem._numerics import (
     cholesky_with_jitter,
     default_block_size,
+    frame_scale,
     inverse_cholesky_transpose,
     symmetrize,
 )
@@ -38,7 +39,7 @@ from jaxem.models.components._checks import (
     guarded_counts,
 )
 from jaxem.models.components._component import Component
-from jaxem.models.components._covariance import one_product_per_component
+from jaxem.models.components._covariance import COVARIANCES, one_product_per_component
 
 Array = jax.Array
 
@@ -53,6 +54,7 @@ _SERIES_BELOW = 0.1
 _NEWTON_ITERATIONS = 20
 # ν of every component before the first M-step (unless fixed).
 INITIAL_DEGREES_OF_FREEDOM = 10.0
+FULL = COVARIANCES["full"]
 
 
 def log_minus_digamma(z: Array) -> tuple[Array, Array]:
@@ -346,12 +348,19 @@ class StudentT(Component):
 
     # ------------------------------------------------------------ statistics
 
+    def _frame(self, params: StudentTParams) -> Array:
+        """The scale of the frame the moments are taken in (see
+        :mod:`jaxem.models.components` ``FullCovariance.frame``)."""
+        return FULL.frame(params.means, params.scales)
+
     def statistics(self, x: Array, resp: Array, params: StudentTParams) -> StudentTStats:
         """Statistics of a block, from weighted responsibilities ``(rows, K)``
-        and the latent scale expectations under ``params``."""
+        and the latent scale expectations under ``params`` (moments in the
+        frame of the scales' size)."""
         means, nu = params.means, params.degrees_of_freedom
         k, dim = means.shape
         prec_chol = inverse_cholesky_transpose(jnp.linalg.cholesky(params.scales))
+        frame = self._frame(params)
 
         def scale_weights(distances, nu):
             # u = (ν + D)/(ν + δ²); d = u − 1 without cancellation.
@@ -366,6 +375,7 @@ class StudentT(Component):
                 distances = jnp.sum(jnp.square(residual @ prec_chol[j]), axis=1)
                 u, h = scale_weights(distances, nu[j])
                 weight = resp[:, j] * u
+                residual = residual / frame
                 weighted = weight[:, None] * residual
                 sum_u.append(jnp.sum(weight))
                 firsts.append(jnp.sum(weighted, axis=0))
@@ -378,6 +388,7 @@ class StudentT(Component):
         distances = jnp.sum(jnp.square(jnp.einsum("krd,kde->kre", residual, prec_chol)), -1)
         u, h = scale_weights(distances, nu[:, None])  # (K, rows)
         weight = resp.T * u
+        residual = residual / frame
         weighted = weight[:, :, None] * residual
         return StudentTStats(
             jnp.sum(weight, axis=1),
@@ -406,12 +417,15 @@ class StudentT(Component):
           from_params: the parameters the statistics were computed under.
           to_params: the parameters to express them about.
         """
-        d = from_params.means - to_params.means  # (K, D)
+        frame_to = self._frame(to_params)
+        ratio = self._frame(from_params) / frame_to
+        d = (from_params.means - to_params.means) / frame_to  # (K, D), in the new frame
         dim = d.shape[1]
         weight = stats.sum_u
-        cross = jnp.einsum("kd,ke->kde", stats.sum_x, d)
+        sum_x = ratio * stats.sum_x
+        cross = jnp.einsum("kd,ke->kde", sum_x, d)
         sum_xx = (
-            stats.sum_xx
+            jnp.square(ratio) * stats.sum_xx
             + cross
             + jnp.swapaxes(cross, -1, -2)
             + weight[:, None, None] * jnp.einsum("kd,ke->kde", d, d)
@@ -420,7 +434,7 @@ class StudentT(Component):
         g_to, _ = log_minus_digamma(0.5 * (to_params.degrees_of_freedom + dim))
         return StudentTStats(
             weight,
-            stats.sum_x + weight[:, None] * d,
+            sum_x + weight[:, None] * d,
             sum_xx,
             stats.sum_excess + counts * (g_from - g_to),
         )
@@ -434,21 +448,25 @@ class StudentT(Component):
         ``reg_covar · I`` (a scale that is singular in the working precision
         gets jitter) and a ``ν`` within the bounds.
         """
-        means, scales = self._maximize_location_scale(stats, counts, params.means)
+        means, scales = self._maximize_location_scale(
+            stats, counts, params.means, self._frame(params)
+        )
         dof = self._maximize_dof(stats, counts, params)
         return StudentTParams(means, scales, dof), m_step_state
 
     def _maximize_location_scale(
-        self, stats: StudentTStats, counts: Array, old_means: Array
+        self, stats: StudentTStats, counts: Array, old_means: Array, frame: Array
     ) -> tuple[Array, Array]:
         dtype = stats.sum_x.dtype
         dim = stats.sum_x.shape[1]
         positive = stats.sum_u > 0
         shift = stats.sum_x / jnp.where(positive, stats.sum_u, 1.0)[:, None]
-        means = old_means + shift
-        # Σ r u (x − μ_new)(x − μ_new)ᵀ = S_xx − s sᵀ / Σ r u, about the old means.
+        means = old_means + frame * shift
+        # Σ r u (x − μ_new)(x − μ_new)ᵀ = S_xx − s sᵀ / Σ r u, about the old
+        # means, in the statistics' frame, then scaled back.
         scatter = symmetrize(stats.sum_xx - jnp.einsum("kd,ke->kde", stats.sum_x, shift))
-        scales = scatter / counts[:, None, None] + self.reg_covar * jnp.eye(dim, dtype=dtype)
+        scales = jnp.square(frame) * (scatter / counts[:, None, None])
+        scales = scales + self.reg_covar * jnp.eye(dim, dtype=dtype)
         factors, jittered = cholesky_with_jitter(scales)
         rebuilt = factors @ jnp.swapaxes(factors, -1, -2)
         return means, jnp.where(jittered[:, None, None], rebuilt, scales)
@@ -477,20 +495,22 @@ class StudentT(Component):
         own = (weighted.T @ x) / jnp.where(counts > 0, counts, 1.0)[:, None]
         means = jnp.where((counts > 0)[:, None], own, mean)
         # With u ≡ 1 (ν = ∞) the statistics are the Gaussian ones: one
-        # M-step from moments about the component means.
+        # M-step from moments about the component means, in the frame of the
+        # data's largest deviation from its mean.
+        frame = frame_scale(jnp.max(jnp.abs(x - mean)))
         if one_product_per_component(k):
             seconds = []
             for j in range(k):
-                residual = x - means[j]
+                residual = (x - means[j]) / frame
                 seconds.append((weighted[:, j, None] * residual).T @ residual)
             sum_xx = jnp.stack(seconds)
         else:
-            residual = x[None, :, :] - means[:, None, :]
+            residual = (x[None, :, :] - means[:, None, :]) / frame
             sum_xx = jnp.einsum("rk,krd,kre->kde", weighted, residual, residual)
-        sum_x = weighted.T @ x - counts[:, None] * means
+        sum_x = (weighted.T @ x - counts[:, None] * means) / frame
         stats = StudentTStats(counts, sum_x, sum_xx, jnp.zeros((k,), dtype))
         counts = guarded_counts(counts, x.shape[0])
-        means, scales = self._maximize_location_scale(stats, counts, means)
+        means, scales = self._maximize_location_scale(stats, counts, means, frame)
         dof = self.fix_degrees_of_freedom or INITIAL_DEGREES_OF_FREEDOM
         return StudentTParams(means, scales, jnp.full((k,), dof, dtype))
 
