@@ -25,7 +25,7 @@ from jaxem import gem, inference, models
 from jaxem._criteria import aic, bic
 from jaxem._datasets import load_faithful
 from jaxem._driver import em_step, fit
-from jaxem._engine import EMInfo, FitResult
+from jaxem._engine import EMInfo, FitResult, restart_keys
 from jaxem._model import Model
 from jaxem._online import (
     OnlineEM,
@@ -92,4 +92,5 @@ __all__ = [
     "models",
     "online_em",
     "polynomial_step_size",
+    "restart_keys",
 ]

@@ -27,9 +27,9 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from jaxem import _engine
 from jaxem._engine import EMInfo, FitResult, Plan
 from jaxem._model import as_model
-from jaxem._numerics import num_rows
+from jaxem._numerics import num_rows, tree_all_finite
 from jaxem._streaming import fit_stream
-from jaxem._validation import check_int, check_key, check_nonnegative_float
+from jaxem._validation import check_int, check_key, check_nonnegative_float, is_concrete
 
 Array = jax.Array
 Params = Any
@@ -68,7 +68,8 @@ def em_step(
       model: a model implementing the :class:`~jaxem.Model` contract.
       params: current parameters.
       x: data, e.g. ``(n, D)``.
-      weights: optional per-observation weights, ``(n,)``.
+      weights: optional per-observation weights, ``(n,)``, non-negative and
+        relative (see :func:`fit`).
       m_step_state: the M-step state to continue from (a gradient M-step's
         optimizer state, e.g. ``FitResult.m_step_state`` or a previous
         ``em_step``'s). When given, the new state is returned too; when
@@ -120,6 +121,7 @@ def _fit(
     init_params,
     tol,
     valid,
+    previous,
     *,
     max_iter: int,
     num_restarts: int,
@@ -143,7 +145,7 @@ def _fit(
         lambda p: _engine.objective(model, p, x, weights, weight, plan)[0], single
     )
     states = _engine.initial_states(
-        params, m_step_states, _engine.zero_stats(shapes), dtype, num_restarts, max_iter
+        params, m_step_states, _engine.zero_stats(shapes), dtype, num_restarts, max_iter, previous
     )
     step = functools.partial(
         _engine.iterate,
@@ -211,12 +213,14 @@ def fit(
     mesh: Mesh | None = None,
     data_axes: str | tuple[str, ...] | None = None,
     restart_axis: str | None = None,
+    previous_log_likelihood: Any = None,
 ) -> FitResult:
     """Fit ``model`` to ``x`` by EM, with restarts, in one compiled program.
 
     Every restart is initialised with ``model.init`` from its own key
-    (``jax.random.split(key, num_restarts)``; the key itself when there is
-    one restart), iterated until the change of the objective is below ``tol``
+    (:func:`jaxem.restart_keys`: restart ``0`` uses ``key`` itself, so the
+    first restart of any fit is the one-restart fit, and more restarts are
+    never worse), iterated until the change of the objective is below ``tol``
     (or ``max_iter``), and the restart with the highest final objective is
     returned. The loop runs on the device (``lax.while_loop``), with no host
     round-trip per iteration unless ``callback`` is given. The compiled
@@ -234,7 +238,10 @@ def fit(
         ``jax.enable_x64()`` context; otherwise float64 input runs in
         float32.) With ``stream=True``, a host array or a stream of chunks.
       key: a PRNG key, ``jax.random.key(seed)``.
-      weights: optional per-observation weights, ``(n,)``, non-negative.
+      weights: optional per-observation weights, ``(n,)``, non-negative and
+        relative: they are rescaled to mean one, so multiplying all of them by
+        one constant changes nothing, and a prior weighs against the ``n``
+        rows. (Without a prior, integer weights are repeated rows.)
       num_restarts: ``R >= 1`` restarts.
       max_iter: EM iterations at most per restart (``0`` returns the
         initialisation).
@@ -281,6 +288,12 @@ def fit(
       restart_axis: a mesh axis that splits the restarts (``num_restarts``
         must be a multiple of its size): each group of devices along it fits
         its own restarts on all the data.
+      previous_log_likelihood: when ``init_params`` continue a previous fit,
+        that fit's objective (a number, or one per restart), so that
+        convergence is tested from the first iteration on (the change
+        between it and the objective of ``init_params``), as scikit-learn's
+        ``warm_start`` does; ``None``: the first test is at the second
+        iteration.
 
     Streaming (``stream=True``): ``x`` may also be a function that returns a
     fresh iterable of chunks (arrays, or tuples of arrays, of equal trailing
@@ -329,6 +342,8 @@ def fit(
     if not isinstance(stream, (bool, np.bool_)):
         raise TypeError(f"stream must be True or False; got {stream!r}")
     if stream:
+        if previous_log_likelihood is not None:
+            raise ValueError("previous_log_likelihood does not apply with stream=True")
         if mesh is not None:
             raise ValueError(
                 "mesh does not apply with stream=True: pass an array, placed on the mesh"
@@ -353,6 +368,13 @@ def fit(
     plan = _check_mesh(Plan(chunk_size), mesh, data_axes, restart_axis, num_restarts)
     if init_params is not None:
         init_params = _engine.check_params(model, init_params, x, num_restarts, key)
+        if not all(is_concrete(leaf) for leaf in jax.tree.leaves(init_params)):
+            # (checked when concrete; under a user's jit, reported as a flag)
+            valid = valid & tree_all_finite(init_params)
+    if previous_log_likelihood is not None:
+        if init_params is None:
+            raise ValueError("previous_log_likelihood needs init_params (the fit it continues)")
+        previous_log_likelihood = _check_previous(previous_log_likelihood, num_restarts)
     if plan.mesh is not None:
         restart_batch_size = num_restarts
     elif restart_batch_size is None:
@@ -378,6 +400,7 @@ def fit(
         init_params,
         tol,
         valid,
+        previous_log_likelihood,
         max_iter=max_iter,
         num_restarts=num_restarts,
         restart_batch_size=restart_batch_size,
@@ -388,6 +411,19 @@ def fit(
 
 
 # ----------------------------------------------------------- input checks
+
+
+def _check_previous(value: Any, num_restarts: int) -> Array:
+    """A finite number, or one per restart."""
+    array = value if isinstance(value, jax.Array) else np.asarray(value)
+    if array.ndim not in (0, 1) or (array.ndim == 1 and array.shape[0] != num_restarts):
+        raise ValueError(
+            f"previous_log_likelihood must be a number or have shape ({num_restarts},); got "
+            f"shape {tuple(array.shape)}"
+        )
+    if is_concrete(array) and not np.all(np.isfinite(np.asarray(array))):
+        raise ValueError(f"previous_log_likelihood must be finite; got {value}")
+    return array
 
 
 def _check_chunk_size(chunk_size: Any) -> int | None:

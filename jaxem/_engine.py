@@ -27,7 +27,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from jaxem import _stats
 from jaxem._numerics import num_rows, tree_all_finite, zeros_like_shapes
-from jaxem._validation import as_float_array, check_weights, is_concrete
+from jaxem._validation import as_float_array, check_weights, is_concrete, to_device
 
 Array = jax.Array
 Params = Any
@@ -229,13 +229,13 @@ def check_data(model: Any, x: Any, weights: Any) -> tuple[Any, Array | None, Arr
     """
     x = as_data(x)
     valid = model.check_data(x)
-    valid = jnp.asarray(True if valid is None else valid)
+    valid = to_device(True if valid is None else valid)
     if weights is not None:
         weights = check_weights(weights, num_rows(x), data_dtype(x))
         if not is_concrete(weights):
             valid = valid & jnp.all(jnp.isfinite(weights) & (weights >= 0)) & jnp.any(weights > 0)
-        weights = jnp.asarray(weights)
-    return jax.tree.map(jnp.asarray, x), weights, valid
+        weights = to_device(weights)
+    return jax.tree.map(to_device, x), weights, valid
 
 
 def shape_of(x: Any) -> Any:
@@ -249,12 +249,12 @@ def cast_floats(tree: Any, dtype: Any) -> Any:
 
     def cast(leaf):
         if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-            return jnp.asarray(leaf)
+            return to_device(leaf) if is_concrete(leaf) else leaf
         if isinstance(leaf, jax.Array) and leaf.dtype == dtype:
             return leaf
         if is_concrete(leaf):
-            return jnp.asarray(np.asarray(leaf, dtype=dtype))
-        return jnp.asarray(leaf).astype(dtype)
+            return to_device(np.asarray(leaf, dtype=dtype))
+        return leaf.astype(dtype)
 
     return jax.tree.map(cast, tree)
 
@@ -263,7 +263,7 @@ def cast_floats(tree: Any, dtype: Any) -> Any:
 def param_shapes(model: Any, x: Any) -> Any:
     """Shapes and dtypes of ``model.init``'s parameters for data shaped like
     ``x`` (``shape_of(x)``; traced once per model and data shape)."""
-    return jax.eval_shape(model.init, jax.random.key(0), x)
+    return jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
 
 
 @functools.lru_cache(maxsize=256)
@@ -318,7 +318,7 @@ def _repeat(leaf: Array, times: int) -> Array:
     concrete: nothing compiles)."""
     shape = (times, *jnp.shape(leaf))
     if is_concrete(leaf):
-        return jnp.asarray(np.broadcast_to(np.asarray(leaf), shape))
+        return to_device(np.broadcast_to(np.asarray(leaf), shape))
     return jnp.broadcast_to(leaf, shape)
 
 
@@ -484,8 +484,29 @@ def map_restarts(
 
 
 def restart_keys(key: Array, num_restarts: int) -> Array:
-    """One key per restart: the key itself for one restart, else its split."""
-    return key[None] if num_restarts == 1 else jax.random.split(key, num_restarts)
+    """The PRNG keys of a fit's restarts: restart ``0`` uses ``key`` itself
+    and restart ``r >= 1`` uses ``jax.random.fold_in(key, r)``.
+
+    So the keys are prefix-stable: restart ``r`` is the same whatever the
+    number of restarts, and a fit with more restarts, keeping the best, is
+    never worse than one with fewer (as scikit-learn's ``n_init`` promises).
+
+    Args:
+      key: a PRNG key.
+      num_restarts: ``R >= 1``.
+
+    Returns:
+      ``(R,)`` keys.
+
+    Examples:
+      >>> import jax, jaxem
+      >>> keys = jaxem.restart_keys(jax.random.key(0), 3)
+      >>> first, key = jax.random.key_data(keys[0]), jax.random.key_data(jax.random.key(0))
+      >>> keys.shape, bool((first == key).all())
+      ((3,), True)
+    """
+    others = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(1, num_restarts))
+    return jnp.concatenate([key[None], others])
 
 
 def init_restarts(model, x, weights, key, num_restarts: int, batch: int):
@@ -498,16 +519,20 @@ jitted_init_restarts = jax.jit(init_restarts, static_argnums=(0, 4, 5))
 
 
 def initial_states(
-    params, m_step_states, stats, dtype, num_restarts: int, max_iter: int
+    params, m_step_states, stats, dtype, num_restarts: int, max_iter: int, previous=None
 ) -> EMState:
     """Restart states before the first E-step (``stats`` for one restart,
-    detached; ``params`` and ``m_step_states`` with a leading restart axis)."""
+    detached; ``params`` and ``m_step_states`` with a leading restart axis).
+    ``previous``: the objective of the parameters before ``params`` (a fit
+    continued from another's), against which the first iteration tests
+    convergence; ``-inf`` by default."""
     stats = jax.tree.map(lambda z: jnp.broadcast_to(z, (num_restarts, *z.shape)), stats)
+    before = -jnp.inf if previous is None else previous
     return EMState(
         params=params,
         m_step_state=m_step_states,
         stats=stats,
-        log_likelihood=jnp.full((num_restarts,), -jnp.inf, dtype),
+        log_likelihood=jnp.broadcast_to(jnp.asarray(before, dtype), (num_restarts,)),
         previous=jnp.full((num_restarts,), -jnp.inf, dtype),
         evaluated=jnp.zeros((num_restarts,), bool),
         num_iter=jnp.zeros((num_restarts,), jnp.int32),

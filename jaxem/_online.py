@@ -67,7 +67,8 @@ class OnlineEMState(NamedTuple):
       m_step_state: the M-step's state (a gradient M-step's optimizer
         state; ``()`` for closed forms), carried beside the parameters.
       stats: the running statistics (the model's statistics pytree, on the
-        scale of ``num_observations`` observations, taken about ``params``;
+        scale of ``num_observations`` observations, or of the minibatch's rows
+        without it, taken about ``params``;
         per-observation parts are the newest minibatch's, detached); ``None``
         until the first step when :func:`online_em`'s ``init`` was given no
         example batch.
@@ -322,7 +323,7 @@ class _Online:
 
     model: Any
     schedule: Schedule
-    num_observations: Any  # None: no scaling
+    num_observations: Any  # None: each minibatch's number of rows
     average: bool
     average_start: int = 0
 
@@ -356,12 +357,15 @@ class _Online:
 
         batch_stats, total = model.e_step(params, x, weights)
         mean = total / batch_weight
-        if self.num_observations is not None:
-            # The minibatch's statistics on the data set's scale (against the
-            # prior): additive sums and per-observation weighted values alike.
-            size = jnp.asarray(self.num_observations, dtype)
-            scale = jnp.where(nonempty, size / jnp.where(nonempty, batch_weight, 1.0), 0.0)
-            batch_stats = _stats.scale(batch_stats, scale)
+        # The minibatch's statistics on the data set's scale (against the
+        # prior), additive sums and per-observation weighted values alike;
+        # without a data-set size, on the minibatch's own number of rows, so
+        # the scale of the weights never matters.
+        size = jnp.asarray(
+            num_rows(x) if self.num_observations is None else self.num_observations, dtype
+        )
+        scale = jnp.where(nonempty, size / jnp.where(nonempty, batch_weight, 1.0), 0.0)
+        batch_stats = _stats.scale(batch_stats, scale)
         if state.stats is None:  # init without an example batch: the first step
             running = _stats.detach(batch_stats)
         else:
@@ -460,11 +464,13 @@ def online_em(
         ``optax.polynomial_schedule``), called with the number of steps taken
         (``1, 2, ...``; the first step always uses ``ρ = 1``). Values are
         clipped into ``(0, 1]``.
-      num_observations: ``N``, the (total weight of the) data set the
-        minibatches are drawn from. ``None`` does not scale the statistics
-        (each minibatch counts as the whole data set): fine without priors,
-        where the M-step depends on the statistics' ratios only; with a
-        prior, give ``N``, since a prior weighs against ``N`` observations.
+      num_observations: ``N``, the number of observations in the data set
+        the minibatches are drawn from (weights are relative: each
+        minibatch's statistics are rescaled to ``N`` observations, whatever
+        the scale of its weights). ``None`` counts each minibatch as a data
+        set of its own number of rows: fine without priors, where the M-step
+        depends on the statistics' ratios only; with a prior, give ``N``,
+        since a prior weighs against ``N`` observations.
       average: also keep the Polyak–Ruppert average of the parameters after
         each step in ``state.averaged`` (convex combinations keep weights on
         the simplex and covariances positive definite).
@@ -639,8 +645,7 @@ def fit_online(
     restarts, in one compiled program.
 
     Each restart starts from ``model.init`` with its own key (as in
-    :func:`jaxem.fit`: ``jax.random.split(key, num_restarts)``, the key
-    itself for one restart) or from ``init_params``, then runs
+    :func:`jaxem.fit`: :func:`jaxem.restart_keys`) or from ``init_params``, then runs
     ``num_epochs`` epochs of :func:`online_em` steps. Each epoch draws a
     fresh random permutation of the rows (from a key of its own per restart
     and epoch) and visits ``⌊n / batch_size⌋`` minibatches of
@@ -672,13 +677,14 @@ def fit_online(
         the steps, ``⌊num_epochs · ⌊n / batch_size⌋ / 2⌋``, so the average
         covers the second half of the run).
       num_restarts: ``R >= 1`` restarts.
-      weights: optional per-observation weights, ``(n,)``, non-negative.
+      weights: optional per-observation weights, ``(n,)``, non-negative and
+        relative (as :func:`jaxem.fit`'s).
       init_params: parameters to start from instead of ``model.init``: one set
         (every restart starts there) or a batch with leading axis ``R``.
       restart_batch_size: restarts advanced together in one vectorised step,
         as in :func:`jaxem.fit` (``None`` chooses by backend and size).
       num_observations: the data-set size the minibatch statistics are
-        scaled to (default: the total weight of ``x``, ``n`` without weights).
+        scaled to (default: ``n``, the rows of ``x``).
 
     Returns:
       An :class:`OnlineFitResult`.

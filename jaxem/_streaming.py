@@ -26,7 +26,7 @@ import numpy as np
 
 from jaxem import _engine, _stats
 from jaxem._numerics import num_rows
-from jaxem._validation import as_float_array, check_weights
+from jaxem._validation import as_float_array, check_weights, to_device
 
 Array = jax.Array
 
@@ -159,7 +159,7 @@ class _Checker:
             # problem found is in the chunk's own rows, at its own indices).
             x = jax.tree.map(lambda a, b: np.concatenate([a, b]), x, self.first.x)
         try:
-            self.model.check_data(jax.tree.map(jnp.asarray, x))
+            self.model.check_data(x)
         except (ValueError, TypeError) as error:
             raise type(error)(f"{where}, indices within the chunk: {error}") from error
 
@@ -271,8 +271,8 @@ def fit_stream(
     # The first chunk initialises the restarts (or checks init_params).
     first = next(iter(source.chunks()))
     checker(first)
-    first_x = jax.tree.map(jnp.asarray, first.x)
-    first_w = None if first.weights is None else jnp.asarray(first.weights)
+    first_x = jax.tree.map(to_device, first.x)
+    first_w = None if first.weights is None else to_device(first.weights)
     if _stats.has_per_observation(_engine.stats_shapes(model, _engine.shape_of(first_x))):
         raise ValueError(
             f"{type(model).__name__} keeps statistics per observation (a gradient M-step "

@@ -69,6 +69,13 @@ def as_float_array(value: Any, name: str) -> Any:
     return np.asarray(array, dtype=dtype)
 
 
+def to_device(value: Any) -> Array:
+    """``value`` on the default device: a JAX array as it is, anything else
+    transferred (``jax.device_put``, which compiles nothing, unlike
+    ``jnp.asarray`` on a host array)."""
+    return value if isinstance(value, jax.Array) else jax.device_put(np.asarray(value))
+
+
 def _xp(array: Any) -> Any:
     """numpy for host arrays, jax.numpy for device arrays and tracers."""
     return np if isinstance(array, (np.ndarray, np.generic)) else jnp
@@ -83,8 +90,10 @@ def check_finite(array: Any, name: str) -> None:
     if not is_concrete(array) or array.size == 0:
         return
     xp = _xp(array)
-    if bool(xp.all(xp.isfinite(array))):
-        return
+    # (eagerly even while a user's jit traces around a concrete array)
+    with jax.ensure_compile_time_eval():
+        if bool(xp.all(xp.isfinite(array))):
+            return
     bad = np.argwhere(~np.isfinite(np.asarray(array)))
     first = tuple(int(i) for i in bad[0])
     value = np.asarray(array)[first]
@@ -114,8 +123,14 @@ def check_finite_data(x: Any) -> Array:
 
 
 def check_weights(weights: Any, num_rows: int, dtype: Any) -> Any:
-    """Per-observation weights as an ``(n,)`` array of ``dtype`` (numpy for
-    host input, as :func:`as_float_array`).
+    """Per-observation weights as an ``(n,)`` array of ``dtype``, rescaled to
+    mean one (numpy for host input, as :func:`as_float_array`).
+
+    Weights are relative: multiplying all of them by one constant changes
+    nothing, and a prior weighs against ``n`` observations whatever their
+    scale. The rescaling divides by the largest weight first, so weights of
+    any representable size (1e-30, 1e30) neither underflow nor overflow; host
+    weights are rescaled in float64 before the cast to ``dtype``.
 
     Raises:
       ValueError: wrong shape, non-finite or negative values, or all zero.
@@ -126,19 +141,28 @@ def check_weights(weights: Any, num_rows: int, dtype: Any) -> Any:
             f"weights must have shape (n,) = ({num_rows},), one per observation; "
             f"got shape {tuple(weights.shape)}"
         )
-    weights = weights.astype(dtype)
     check_finite(weights, "weights")
-    if is_concrete(weights):
-        host = np.asarray(weights)
-        negative = np.flatnonzero(host < 0)
-        if negative.size:
-            raise ValueError(
-                f"weights must be non-negative; {negative.size} are negative, "
-                f"the first is weights[{negative[0]}] = {float(host[negative[0]])}"
-            )
-        if not np.any(host > 0):
-            raise ValueError("weights are all zero; at least one observation needs weight > 0")
-    return weights
+    if not is_concrete(weights):
+        return mean_one(weights.astype(dtype), jnp)
+    host = np.asarray(weights)
+    negative = np.flatnonzero(host < 0)
+    if negative.size:
+        raise ValueError(
+            f"weights must be non-negative; {negative.size} are negative, "
+            f"the first is weights[{negative[0]}] = {float(host[negative[0]])}"
+        )
+    if not np.any(host > 0):
+        raise ValueError("weights are all zero; at least one observation needs weight > 0")
+    return mean_one(host.astype(np.float64), np).astype(dtype)
+
+
+def mean_one(weights: Any, xp: Any) -> Any:
+    """Non-negative ``weights`` (not all zero) divided by their mean, with
+    ``xp`` numpy or ``jax.numpy``. (Traced weights that are all zero, which
+    only a flag can refuse, stay zero rather than NaN.)"""
+    relative = weights / xp.maximum(xp.max(weights), xp.finfo(weights.dtype).tiny)
+    total = xp.maximum(xp.sum(relative), xp.finfo(weights.dtype).tiny)
+    return relative * (weights.shape[0] / total)
 
 
 def check_finite_values(value: Any, name: str) -> None:

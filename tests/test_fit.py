@@ -40,7 +40,7 @@ def test_batched_restarts_equal_separate_fits(restart_batch_size):
     )
     # Restarts converge after different numbers of iterations (the masking matters).
     assert len(set(np.asarray(batched.num_iter).tolist())) > 1
-    for r, restart_key in enumerate(jax.random.split(key, 4)):
+    for r, restart_key in enumerate(jaxem.restart_keys(key, 4)):
         alone = jaxem.fit(model, x, key=restart_key, max_iter=300, tol=1e-8)
         assert int(alone.num_iter[0]) == int(batched.num_iter[r])
         assert bool(alone.converged[0]) == bool(batched.converged[r])
@@ -105,6 +105,13 @@ def test_fit_inside_user_jit_reports_bad_values_as_flags():
     # Shape problems still raise at trace time.
     with pytest.raises(ValueError, match="2-D"):
         run(x[:, 0])
+    # Non-finite starting parameters become a flag too (eagerly they raise).
+    start = jax.jit(model.init)(jax.random.key(1), x)
+    continued = jax.jit(
+        lambda p: jaxem.fit(model, x, key=jax.random.key(0), max_iter=20, init_params=p)
+    )
+    assert not bool(continued(start).invalid_input)
+    assert bool(continued(start._replace(means=start.means.at[0, 0].set(jnp.nan))).invalid_input)
 
 
 def test_result_semantics():
@@ -147,7 +154,7 @@ def test_max_iter_zero_returns_the_initialisation():
 def test_init_params_single_or_one_per_restart():
     x = jnp.asarray(make_blobs(n=100))
     model = jaxem.GaussianMixture(K, init_method="random")
-    keys = jax.random.split(jax.random.key(0), 3)
+    keys = jaxem.restart_keys(jax.random.key(0), 3)
     starts = jax.jit(jax.vmap(lambda k: model.init(k, x)))(keys)
     per_restart = jaxem.fit(model, x, key=jax.random.key(0), num_restarts=3, init_params=starts)
     generated = jaxem.fit(model, x, key=jax.random.key(0), num_restarts=3)

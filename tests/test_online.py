@@ -179,8 +179,9 @@ def test_one_step_with_rho_one_on_all_the_data_is_an_em_step():
 @pytest.mark.usefixtures("x64")
 @pytest.mark.parametrize("family", ["gaussian-prior", "logistic-gem"])
 def test_statistics_are_scaled_to_num_observations(family):
-    """A weighted batch scaled to ``N = 2 Σw`` weighs against the prior as
-    that batch twice over: with ``ρ = 1`` the step is ``jaxem.em_step`` on the
+    """A weighted batch of ``n`` rows scaled to ``N = 2n`` observations
+    weighs against the prior as that batch twice over (weights are relative,
+    whatever their sum): with ``ρ = 1`` the step is ``jaxem.em_step`` on the
     data concatenated with itself. For a Gaussian mixture with a prior
     (scaled additive statistics) and a GEM mixture of logistic regressions
     with a Gaussian prior on its coefficients (scaled per-observation
@@ -209,7 +210,7 @@ def test_statistics_are_scaled_to_num_observations(family):
         batches,
         np.stack([weights, weights]),
         step_size=1.0,
-        num_observations=2 * weights.sum(),
+        num_observations=2 * n,
         average=True,
     )
     assert_trees_close(at(states.params, 0), expected)
@@ -217,6 +218,13 @@ def test_statistics_are_scaled_to_num_observations(family):
     assert_trees_close(at(states.averaged, 1), mean, rtol=1e-12, atol=1e-12)
     if family == "logistic-gem":  # Adam's count: two M-steps of num_steps updates
         np.testing.assert_array_equal(states.m_step_state[0].count, [5, 10])
+    else:  # without N each minibatch counts as its rows, whatever the weights' scale
+        small = np.stack([weights, weights]) * 1e-6
+        plain, _ = run_steps(model, params, batches, np.stack([weights, weights]), 1.0)
+        scaled, _ = run_steps(model, params, batches, small, 1.0)
+        assert_trees_close(scaled.params, plain.params, rtol=1e-10, atol=1e-12)
+        expected, _ = jaxem.em_step(model, params, data, weights * 1e-3)
+        assert_trees_close(at(plain.params, 0), expected)
 
 
 # ------------------------------------------------- the recursion by hand
@@ -383,7 +391,7 @@ def test_batched_restarts_equal_separate_fits_and_do_not_recompile():
     key = jax.random.key(11)
     batched = fit_online(POISSON, x, key=key, num_restarts=3, restart_batch_size=3, **options)
     assert batched.history.shape == (3, 2) and batched.nonfinite.shape == (3,)
-    for r, restart_key in enumerate(jax.random.split(key, 3)):
+    for r, restart_key in enumerate(jaxem.restart_keys(key, 3)):
         alone = fit_online(POISSON, x, key=restart_key, **options)
         assert_trees_close(at(batched.restarts, r), alone.params)
         np.testing.assert_allclose(batched.history[r], alone.history[0], rtol=1e-10)
