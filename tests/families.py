@@ -1,0 +1,249 @@
+"""Every model family, with valid data, for the tests that run over all of
+them (bad input, degenerate data, weight scales). A new family joins those
+tests by adding one entry to ``FAMILIES``.
+
+Data have ``N`` rows and are numpy arrays (value checks on host arrays
+compile nothing); models have ``K`` components.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxem
+from jaxem import gem
+
+N, K = 40, 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A model family for the matrix tests.
+
+    Attributes:
+      name: the test id.
+      make: builds the model.
+      data: ``rng -> x`` (numpy; an array or a tuple of arrays with ``N`` rows).
+      continuous: the data are real-valued (scalable, with no domain but the
+        reals): degenerate scales and duplicates apply.
+      domain: ``[(label, x -> x with a value outside the domain, regex)]``.
+      tuple_data: the data are ``(inputs, targets)``.
+      float32_scale: the largest data scale whose log-densities float32
+        represents (beyond it a fit must be flagged non-finite, not
+        finite-looking).
+    """
+
+    name: str
+    make: Callable[[], Any]
+    data: Callable[[np.random.Generator], Any]
+    continuous: bool = True
+    domain: tuple = ()
+    tuple_data: bool = False
+    float32_scale: float = 1e18
+
+
+def blobs(rng: np.random.Generator, n: int = N, dim: int = 2) -> np.ndarray:
+    """Two separated Gaussian clusters."""
+    labels = np.arange(n) % 2
+    return rng.normal(size=(n, dim)) + 6.0 * labels[:, None]
+
+
+def binary(rng: np.random.Generator, n: int = N) -> np.ndarray:
+    probs = np.array([[0.9, 0.8, 0.1], [0.1, 0.3, 0.9]])
+    return (rng.random((n, 3)) < probs[np.arange(n) % 2]).astype(np.float64)
+
+
+def counts(rng: np.random.Generator, n: int = N) -> np.ndarray:
+    rates = np.array([[1.0, 4.0, 0.5], [6.0, 1.0, 3.0]])
+    return rng.poisson(rates[np.arange(n) % 2]).astype(np.float64)
+
+
+def positive(rng: np.random.Generator, n: int = N) -> np.ndarray:
+    return rng.exponential(np.array([[1.0, 0.2], [0.1, 2.0]])[np.arange(n) % 2])
+
+
+def regression(rng: np.random.Generator, n: int = N) -> tuple[np.ndarray, np.ndarray]:
+    inputs = rng.normal(size=(n, 1))
+    slopes = np.array([2.0, -1.0])[np.arange(n) % 2]
+    return inputs, slopes * inputs[:, 0] + np.array([3.0, -3.0])[np.arange(n) % 2]
+
+
+def binary_labels(rng: np.random.Generator, n: int = N) -> tuple[np.ndarray, np.ndarray]:
+    inputs = rng.normal(size=(n, 2))
+    return inputs, (inputs[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(np.float64)
+
+
+def three_labels(rng: np.random.Generator, n: int = N) -> tuple[np.ndarray, np.ndarray]:
+    inputs = rng.normal(size=(n, 2))
+    return inputs, np.digitize(inputs[:, 0], [-0.5, 0.5]).astype(np.float64)
+
+
+def count_targets(rng: np.random.Generator, n: int = N) -> tuple[np.ndarray, np.ndarray]:
+    inputs = rng.normal(size=(n, 1))
+    return inputs, rng.poisson(np.exp(1.0 + 0.5 * inputs[:, 0])).astype(np.float64)
+
+
+def log_joint(params: Any, x: Any) -> Any:
+    """A two-component unit-variance Gaussian mixture in one dimension."""
+    logits, means = params
+    return jax.nn.log_softmax(logits) - 0.5 * (x - means) ** 2 - 0.5 * jnp.log(2 * jnp.pi)
+
+
+def log_joint_check(x: Any) -> None:
+    """What a user's ``check_data_fn`` checks: one ``(n, 1)`` array, ``n >= K``."""
+    if not hasattr(x, "ndim"):
+        raise TypeError(f"x must be one (n, 1) array; got {type(x).__name__}")
+    if x.ndim != 2 or x.shape[1] != 1:
+        raise ValueError(f"x must be a 2-D array of shape (n, 1); got shape {x.shape}")
+    if x.shape[0] < K:
+        raise ValueError(f"x has {x.shape[0]} observation(s) but the model has {K} components")
+
+
+def log_joint_init(key: Any, x: Any) -> Any:
+    rows = jax.random.choice(key, x.shape[0], (K,), replace=False)
+    return jnp.zeros(K, x.dtype), x[rows, 0]
+
+
+ADAM = gem.GradientMStep(optax.adam(0.05), num_steps=5)
+
+
+def with_value(index: tuple[int, ...], value: float, leaf: int | None = None) -> Callable:
+    """``x -> x`` with one entry set (in tuple leaf ``leaf``)."""
+
+    def change(x: Any) -> Any:
+        if leaf is None:
+            x = np.array(x)
+            x[index] = value
+            return x
+        parts = [np.array(a) for a in x]
+        parts[leaf][index] = value
+        return tuple(parts)
+
+    return change
+
+
+def gaussian_mixture(covariance_type: str) -> Family:
+    return Family(
+        f"gmm-{covariance_type}",
+        lambda: jaxem.GaussianMixture(K, covariance_type=covariance_type),
+        blobs,
+    )
+
+
+FAMILIES = {
+    family.name: family
+    for family in [
+        *(gaussian_mixture(ct) for ct in ("full", "tied", "diag", "spherical")),
+        Family("mixture-gaussian", lambda: jaxem.Mixture(jaxem.Gaussian("diag"), K), blobs),
+        Family(
+            "bernoulli",
+            lambda: jaxem.Mixture(jaxem.Bernoulli(), K),
+            binary,
+            continuous=False,
+            domain=(("non-binary", with_value((3, 1), 0.5), r"binary \(0 or 1\)"),),
+        ),
+        Family(
+            "categorical",
+            lambda: jaxem.Mixture(jaxem.Categorical(), K),
+            counts,
+            continuous=False,
+            domain=(("negative", with_value((2, 0), -1.0), "non-negative integer counts"),),
+        ),
+        Family(
+            "poisson",
+            lambda: jaxem.Mixture(jaxem.Poisson(), K),
+            counts,
+            continuous=False,
+            domain=(("non-integer", with_value((2, 2), 1.5), "non-integer"),),
+        ),
+        Family(
+            "exponential",
+            lambda: jaxem.Mixture(jaxem.Exponential(), K),
+            positive,
+            continuous=False,
+            domain=(("negative", with_value((5, 0), -2.0), "non-negative"),),
+        ),
+        Family("student-t", lambda: jaxem.Mixture(jaxem.StudentT(), K), blobs),
+        Family(
+            "linear-regression",
+            lambda: jaxem.Mixture(jaxem.LinearRegression(), K),
+            regression,
+            tuple_data=True,
+        ),
+        Family(
+            "logistic",
+            lambda: jaxem.Mixture(jaxem.LogisticRegression(l2=1.0), K),
+            binary_labels,
+            continuous=False,
+            domain=(("label 2", with_value((4,), 2.0, leaf=1), r"must lie in 0..1"),),
+            tuple_data=True,
+        ),
+        Family(
+            "softmax",
+            lambda: jaxem.Mixture(jaxem.SoftmaxRegression(3, l2=1.0), K),
+            three_labels,
+            continuous=False,
+            domain=(("label 0.5", with_value((4,), 0.5, leaf=1), "must be integers"),),
+            tuple_data=True,
+        ),
+        Family(
+            "poisson-regression",
+            lambda: jaxem.Mixture(jaxem.PoissonRegression(l2=1.0), K),
+            count_targets,
+            continuous=False,
+            domain=(("negative", with_value((4,), -1.0, leaf=1), "non-negative integer"),),
+            tuple_data=True,
+        ),
+        Family(
+            "experts-linear",
+            lambda: jaxem.MixtureOfExperts(jaxem.LinearRegression(), K, gate_step=ADAM),
+            regression,
+            tuple_data=True,
+        ),
+        Family(
+            "experts-softmax",
+            lambda: jaxem.MixtureOfExperts(
+                jaxem.SoftmaxRegression(3, step=ADAM), K, gate_step=ADAM
+            ),
+            three_labels,
+            continuous=False,
+            domain=(("label 3", with_value((1,), 3.0, leaf=1), r"must lie in 0..2"),),
+            tuple_data=True,
+        ),
+        Family(
+            "experts-logistic",
+            lambda: jaxem.MixtureOfExperts(
+                jaxem.LogisticRegression(step=ADAM, l2=1.0), K, gate_step=ADAM
+            ),
+            binary_labels,
+            continuous=False,
+            domain=(("label -1", with_value((1,), -1.0, leaf=1), r"must lie in 0..1"),),
+            tuple_data=True,
+        ),
+        Family(
+            "experts-poisson",
+            lambda: jaxem.MixtureOfExperts(jaxem.PoissonRegression(step=ADAM), K, gate_step=ADAM),
+            count_targets,
+            continuous=False,
+            domain=(("non-integer", with_value((4,), 0.5, leaf=1), "non-integer"),),
+            tuple_data=True,
+        ),
+        Family(
+            "log-joint",
+            lambda: jaxem.LogJointModel(
+                log_joint, log_joint_init, gradient_step=ADAM, check_data_fn=log_joint_check
+            ),
+            lambda rng: blobs(rng, dim=1),
+            # (a fixed unit variance: at 1e18 a row's log-density is -1e36)
+            float32_scale=1e8,
+        ),
+    ]
+}
+NAMES = list(FAMILIES)

@@ -1,0 +1,321 @@
+"""Every model family against bad and degenerate input, in float32 and float64.
+
+- Bad input (non-finite values, wrong rank or container, no rows, fewer rows
+  than components, bad weights, values outside the family's domain, bad
+  options, bad starting parameters) raises a clear ``ValueError`` or
+  ``TypeError`` before anything is compiled.
+- Degenerate data (duplicated rows, a constant feature, scales from 1e-8 to
+  1e18, integer values, one huge weight, a collapsed component, as many rows
+  as components) give finite parameters and truthful flags.
+- A fit is invariant to multiplying every observation weight by one
+  constant, from 1e-20 to 1e20.
+
+The families are ``tests/families.py``'s (a new family joins by adding one
+entry there). Every degenerate case of a family runs through one compiled
+program (the same shapes and options; only values change), so the matrix
+costs a few compilations per family.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxem
+from tests.families import FAMILIES, NAMES, K, N
+
+KEY = jax.random.key(0)
+DTYPES = {"float32": np.float32, "float64": np.float64}
+FIT = dict(num_restarts=2, max_iter=25, tol=1e-4)
+
+
+def cast(x: Any, dtype: Any) -> Any:
+    return tuple(np.asarray(a, dtype) for a in x) if isinstance(x, tuple) else np.asarray(x, dtype)
+
+
+def leaves(x: Any) -> list[np.ndarray]:
+    return list(x) if isinstance(x, tuple) else [x]
+
+
+def rows(x: Any, index: Any) -> Any:
+    return tuple(a[index] for a in x) if isinstance(x, tuple) else x[index]
+
+
+_COMPILED = [0]
+
+
+def _count_compilations(name: str, duration: float, **kwargs: Any) -> None:
+    if name.endswith("backend_compile_duration"):
+        _COMPILED[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compilations)
+
+
+@contextlib.contextmanager
+def no_compilation():
+    """Fail if XLA compiles anything inside the block."""
+    before = _COMPILED[0]
+    yield
+    compiled = _COMPILED[0] - before
+    assert not compiled, f"{compiled} program(s) compiled before the error"
+
+
+def x64_for(dtype: Any):
+    return jax.enable_x64(np.dtype(dtype) == np.float64)
+
+
+# --------------------------------------------------------------- bad input
+
+
+def bad_cases(family) -> list[tuple[str, Any]]:
+    """``(label, case)`` pairs: ``case(x, params) -> (fit arguments,
+    error, regex)``, for every kind of bad input."""
+    tuple_data = family.tuple_data
+
+    def data(transform, error, regex):
+        return lambda x, params: (dict(x=transform(x)), error, regex)
+
+    def option(options, error, regex):
+        return lambda x, params: (dict(x=x, **options), error, regex)
+
+    nan_first = (
+        (lambda x: (np.where(np.arange(N)[:, None] == 3, np.nan, x[0]), x[1]))
+        if tuple_data
+        else (lambda x: np.where(np.arange(N)[:, None] == 3, np.nan, x))
+    )
+    cases = [
+        ("nan", data(nan_first, ValueError, r"non-finite value\(s\).*\[3, 0\] = nan")),
+        (
+            "inf",
+            data(
+                (lambda x: (x[0], np.where(np.arange(N) == 5, np.inf, x[1])))
+                if tuple_data
+                else (lambda x: np.where(np.arange(N)[:, None] == 5, -np.inf, x)),
+                ValueError,
+                r"non-finite value\(s\).*= -?inf",
+            ),
+        ),
+        ("empty", data(lambda x: rows(x, slice(0, 0)), ValueError, "no observations")),
+        ("one row", data(lambda x: rows(x, slice(0, 1)), ValueError, r"1 observation\(s\)")),
+        (
+            "rank",
+            data(
+                (lambda x: (x[0][:, 0], x[1])) if tuple_data else (lambda x: x[:, 0]),
+                ValueError,
+                "2-D",
+            ),
+        ),
+        ("text", data(lambda x: np.full((N, 2), "a"), TypeError, "numeric array")),
+        (
+            "container",
+            data(
+                (lambda x: list(x)) if tuple_data else (lambda x: (x, x)),
+                TypeError,
+                "tuple, not a list" if tuple_data else "one .*array|take one",
+            ),
+        ),
+        (
+            "weights negative",
+            option(dict(weights=-np.ones(N)), ValueError, "weights must be non-negative"),
+        ),
+        (
+            "weights nan",
+            option(dict(weights=np.r_[np.ones(N - 1), np.nan]), ValueError, "weights contains"),
+        ),
+        ("weights length", option(dict(weights=np.ones(N + 1)), ValueError, r"shape \(n,\)")),
+        ("weights zero", option(dict(weights=np.zeros(N)), ValueError, "all zero")),
+        ("restarts", option(dict(num_restarts=0), ValueError, "num_restarts must be >= 1")),
+        ("max_iter", option(dict(max_iter=-1), ValueError, "max_iter must be >= 0")),
+        ("tol", option(dict(tol=np.nan), ValueError, "tol must be a finite number")),
+        ("key", option(dict(key=None), TypeError, "key is required")),
+        (
+            "params nan",
+            lambda x, params: (
+                dict(x=x, init_params=with_nan(params)),
+                ValueError,
+                "NaN|nan|non-finite",
+            ),
+        ),
+        (
+            "params shape",
+            lambda x, params: (
+                dict(x=x, init_params=with_extra_axis(params)),
+                (ValueError, TypeError),
+                "shape|structure",
+            ),
+        ),
+    ]
+    for label, transform, regex in family.domain:
+        cases.append((label, data(transform, ValueError, regex)))
+    return cases
+
+
+def with_nan(params: Any) -> Any:
+    """``params`` with the first floating leaf's first entry NaN."""
+    flat, tree = jax.tree.flatten(params)
+    flat = [np.array(leaf) for leaf in flat]
+    first = next(i for i, leaf in enumerate(flat) if np.issubdtype(leaf.dtype, np.floating))
+    flat[first].reshape(-1)[0] = np.nan
+    return jax.tree.unflatten(tree, flat)
+
+
+def with_extra_axis(params: Any) -> Any:
+    flat, tree = jax.tree.flatten(params)
+    flat = [np.array(leaf) for leaf in flat]
+    flat[-1] = flat[-1][..., None]
+    return jax.tree.unflatten(tree, flat)
+
+
+_PARAMS: dict = {}
+
+
+def valid_params(name: str, dtype: Any, x: Any) -> Any:
+    """One restart's initial parameters (compiled once per family and dtype,
+    outside the no-compilation checks)."""
+    if (name, dtype) not in _PARAMS:
+        model = FAMILIES[name].make()
+        params = jax.jit(model.init)(KEY, jax.tree.map(jnp.asarray, x))
+        _PARAMS[name, dtype] = jax.device_get(params)
+    return _PARAMS[name, dtype]
+
+
+BAD = [
+    pytest.param(name, dtype, label, case, id=f"{name}-{dtype}-{label}")
+    for name in NAMES
+    for dtype in DTYPES
+    for label, case in bad_cases(FAMILIES[name])
+]
+
+
+@pytest.mark.parametrize(("name", "dtype", "label", "case"), BAD)
+def test_bad_input_raises_a_clear_error_before_compiling(name, dtype, label, case):
+    family = FAMILIES[name]
+    with x64_for(DTYPES[dtype]):
+        x = cast(family.data(np.random.default_rng(0)), DTYPES[dtype])
+        params = valid_params(name, dtype, x)
+        arguments, error, regex = case(x, params)
+        arguments = {"key": KEY, **arguments}
+        model = family.make()
+        with no_compilation(), pytest.raises(error, match=regex):
+            jaxem.fit(model, **arguments)
+
+
+# ----------------------------------------------------------- degenerate data
+
+
+def degenerate_cases(family, x: Any) -> dict[str, tuple[Any, np.ndarray, float]]:
+    """``label -> (data, weights, the data's scale)``, all of the shapes of ``x``."""
+    ones = np.ones(N)
+    heavy = ones.copy()
+    heavy[0] = 1e6
+    cases = {"plain": (x, ones, 1.0), "one heavy weight": (x, heavy, 1.0)}
+    cases["duplicates"] = (rows(x, np.zeros(N, int)), ones, 1.0)
+    if family.continuous:
+        first = leaves(x)[0]
+        constant = first.copy()
+        constant[:, 0] = 3.0
+        constant = (constant, *leaves(x)[1:]) if family.tuple_data else constant
+        cases["constant feature"] = (constant, ones, 1.0)
+        cases["integer values"] = (jax.tree.map(np.round, x), ones, 1.0)
+        for scale in (1e-8, 1e8, 1e18):
+            cases[f"scale {scale:g}"] = (jax.tree.map(lambda a, s=scale: a * s, x), ones, scale)
+    return cases
+
+
+def assert_finite_fit(result, label: str) -> None:
+    for leaf in jax.tree.leaves(result.restarts):
+        assert np.all(np.isfinite(np.asarray(leaf, float))), f"{label}: non-finite parameters"
+    assert np.all(np.isfinite(np.asarray(result.restart_log_likelihood))), label
+    assert not np.any(result.nonfinite), f"{label}: flagged non-finite"
+    assert not np.any(result.invalid_input), label
+
+
+def assert_flagged_fit(result, label: str) -> None:
+    """Finite parameters, and a non-finite log-likelihood flagged as such."""
+    for leaf in jax.tree.leaves(result.restarts):
+        assert np.all(np.isfinite(np.asarray(leaf, float))), f"{label}: non-finite parameters"
+    finite = np.isfinite(np.asarray(result.restart_log_likelihood))
+    np.testing.assert_array_equal(np.asarray(result.nonfinite), ~finite, err_msg=label)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("name", NAMES)
+def test_degenerate_data_and_weight_scales(name, dtype):
+    """Every degenerate case gives finite parameters (every restart) and no
+    false flag; multiplying all weights by 1e-20, 1e-6 or 1e20 gives the
+    same fit. Data beyond what the family's log-densities can represent in
+    float32 give a truthful non-finite flag instead. One compiled program
+    serves every case of the family."""
+    family = FAMILIES[name]
+    numpy_dtype = DTYPES[dtype]
+    with x64_for(numpy_dtype):
+        model = family.make()
+        x = cast(family.data(np.random.default_rng(0)), numpy_dtype)
+        results = {}
+        for label, (data, weights, scale) in degenerate_cases(family, x).items():
+            data = cast(data, numpy_dtype)
+            result = jax.device_get(jaxem.fit(model, data, key=KEY, weights=weights, **FIT))
+            if dtype == "float32" and scale > family.float32_scale:
+                assert_flagged_fit(result, label)
+            else:
+                assert_finite_fit(result, label)
+            results[label] = result
+        plain = results["plain"]
+        rtol, atol = (1e-3, 1e-4) if dtype == "float32" else (1e-7, 1e-9)
+        for scale in (1e-20, 1e-6, 1e20):
+            scaled = jax.device_get(jaxem.fit(model, x, key=KEY, weights=np.full(N, scale), **FIT))
+            assert_finite_fit(scaled, f"weights x {scale:g}")
+            np.testing.assert_allclose(
+                scaled.restart_log_likelihood, plain.restart_log_likelihood, rtol=rtol, atol=atol
+            )
+            np.testing.assert_array_equal(scaled.num_iter, plain.num_iter)
+            for got, want in zip(
+                jax.tree.leaves(scaled.restarts), jax.tree.leaves(plain.restarts), strict=True
+            ):
+                np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+def collapse(params: Any) -> Any:
+    """``params`` with component 1 given no mass: its mixing weight 0, or a
+    gate (or logit) that never chooses it."""
+    if hasattr(params, "weights"):
+        return params._replace(weights=np.array([1.0, 0.0], params.weights.dtype))
+    if hasattr(params, "gate_bias"):
+        zeros = np.zeros_like(params.gate_weights)
+        return params._replace(
+            gate_weights=zeros, gate_bias=np.array([0.0, -50.0], params.gate_bias.dtype)
+        )
+    logits, rest = params
+    return (np.array([0.0, -50.0], logits.dtype), rest)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_collapsed_component_and_as_many_rows_as_components(name):
+    """Float32. A component with no mass is flagged collapsed (and the other
+    is not); a fit started there stays finite and its flags are the truth:
+    set exactly where the posterior at the returned parameters gives a
+    component less than a thousandth of an observation (EM may revive the
+    component, as it should when that raises the likelihood). A fit on ``K``
+    rows is finite."""
+    family = FAMILIES[name]
+    model = family.make()
+    x = cast(family.data(np.random.default_rng(1)), np.float32)
+    start = collapse(valid_params(name, "float32", x))
+    flags = jax.jit(lambda p: model.diagnose(model.e_step(p, x)[0], p))(start)
+    np.testing.assert_array_equal(flags["collapsed"], [False, True])
+
+    result = jax.device_get(jaxem.fit(model, x, key=KEY, init_params=start, **FIT))
+    assert_finite_fit(result, "collapsed")
+    posterior = jax.jit(jax.vmap(model.posterior, (0, None)))(result.restarts, x)
+    expected = np.asarray(jnp.sum(posterior, axis=1)) < 1e-3
+    np.testing.assert_array_equal(result.diagnostics["collapsed"], expected)
+
+    few = rows(x, np.arange(K))  # (rows 0 and 1 come from different clusters)
+    result = jax.device_get(jaxem.fit(model, few, key=KEY, **FIT))
+    assert_finite_fit(result, "n = K")
