@@ -16,6 +16,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from jaxem._driver import fit as _fit
+from jaxem._engine import restart_keys
 from jaxem.models._gaussian_mixture import GaussianMixture as _Model
 from jaxem.models._gaussian_mixture import GaussianMixtureParams, GaussianMixturePrior
 from jaxem.models._mixture import INIT_METHODS
@@ -63,6 +64,21 @@ def _print_progress_timed(info):
         f"  Iteration {int(info.iteration)}\t time lapse {lapse:.5f}s\t "
         f"lower bounds {np.round(info.log_likelihood, 5)}"
     )
+
+
+def _best_initialization(result, max_iter):
+    """scikit-learn's choice among initialisations: the highest lower bound
+    (the objective at the start of the last iteration), the first on ties;
+    with ``max_iter=0`` (no lower bound), the best final objective."""
+    if max_iter == 0:
+        return int(result.best_restart)
+    num_iter = np.asarray(result.num_iter)
+    history = np.asarray(result.history)
+    bounds = np.where(
+        num_iter > 0, history[np.arange(len(num_iter)), np.maximum(num_iter - 1, 0)], -np.inf
+    )
+    bounds = np.where(np.isfinite(bounds), bounds, -np.inf)
+    return int(np.argmax(bounds))
 
 
 def _precision_to_covariance(precisions, covariance_type):
@@ -328,8 +344,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             elif weights is None and means is None and precisions is None:
                 init_params = None
             else:
-                keys = key[None] if n_init == 1 else jax.random.split(key, n_init)
-                base = _initial_params(model, keys, x)
+                base = _initial_params(model, restart_keys(key, n_init), x)
                 given = {
                     "weights": weights,
                     "means": means,
@@ -347,6 +362,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             if self.verbose:
                 _progress_clock["start"] = _progress_clock["last"] = time.perf_counter()
                 print(f"Initializations 0..{n_init - 1} (one batch)")
+            # A warm start continues the previous fit: its last lower bound
+            # is what the first iteration's is compared with (scikit-learn's
+            # convergence test), so a converged model stops at once.
+            previous = None
+            if not do_init and np.isfinite(self.lower_bound_):
+                previous = self.lower_bound_
             result = _fit(
                 model,
                 x,
@@ -355,6 +376,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 max_iter=self.max_iter,
                 tol=self.tol,
                 init_params=init_params,
+                previous_log_likelihood=previous,
                 callback=None
                 if not self.verbose
                 else (_print_progress if self.verbose == 1 else _print_progress_timed),
@@ -365,9 +387,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self
 
     def _store(self, result, dtype):
-        best = int(result.best_restart)
-        params = result.params
-        if not np.isfinite(result.log_likelihood):
+        best = _best_initialization(result, self.max_iter)
+        params = jax.tree.map(lambda leaf: leaf[best], result.restarts)
+        if bool(np.any(result.diagnostics["singular"][best])):
+            raise ValueError(
+                "Fitting the mixture model failed because some components have ill-defined "
+                "empirical covariance (for instance caused by singleton or collapsed samples). "
+                "Try to decrease the number of components, increase reg_covar, or scale the "
+                "input data."
+            )
+        if not np.isfinite(result.restart_log_likelihood[best]):
             raise ValueError(
                 "Fitting the mixture model failed: the log-likelihood is not finite for any "
                 "initialization. Check the data for extreme values, increase reg_covar, or "
