@@ -15,6 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from jaxem.estimators import ComponentCollapseWarning, GaussianMixture
+from jaxem.estimators._gaussian_mixture import _sample
 from tests.conftest import make_blobs
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
@@ -140,6 +141,11 @@ def test_sample():
     assert np.all(np.diff(labels) >= 0)  # sorted by component, as scikit-learn
     again, _ = gm.sample(500)
     np.testing.assert_array_equal(draws, again)
+    # Sizes in one power-of-two class share one compiled program.
+    compiled = _sample._cache_size()
+    for n in (257, 300, 511):
+        assert gm.sample(n)[0].shape == (n, 3)
+    assert _sample._cache_size() == compiled
     with pytest.raises(ValueError, match="at least one sample"):
         gm.sample(0)
 

@@ -492,11 +492,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             )
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         dtype = self.means_.dtype
+        # Draw a power-of-two number of rows and keep the first n_samples
+        # (rows are independent draws): one compiled program per size class,
+        # not one per n_samples.
+        size = 1 << (int(n_samples) - 1).bit_length()
         with jax.enable_x64(dtype == np.float64):
-            draws, labels = _sample(
-                self._model(), jax.random.key(seed), self._params(), int(n_samples)
-            )
-            draws, labels = np.asarray(draws), np.asarray(labels)
+            draws, labels = _sample(self._model(), jax.random.key(seed), self._params(), size)
+            draws, labels = np.asarray(draws)[:n_samples], np.asarray(labels)[:n_samples]
         order = np.argsort(labels, kind="stable")
         return draws[order], labels[order]
 
