@@ -135,13 +135,16 @@ class _Matrix(Covariance):
         k = resp.shape[1]
         if one_product_per_component(k):
             firsts, seconds = [], []
+            # (the data scaled once for all components; exact, s being a power of two)
+            inverse = 1.0 / scale
+            scaled, scaled_centres = x * inverse, centres * inverse
             for j in range(k):
-                residual = (x - centres[j]) / scale  # (rows, D)
+                residual = scaled - scaled_centres[j]  # (rows, D)
                 weighted = resp[:, j, None] * residual
                 firsts.append(jnp.sum(weighted, axis=0))
                 seconds.append(weighted.T @ residual)
             return jnp.stack(firsts), self.pool(jnp.stack(seconds))
-        residual = (x[None, :, :] - centres[:, None, :]) / scale  # (K, rows, D)
+        residual = (x[None, :, :] - centres[:, None, :]) * (1.0 / scale)  # (K, rows, D)
         weighted = resp.T[:, :, None] * residual
         return jnp.sum(weighted, axis=1), self.pool(jnp.einsum("krd,kre->kde", weighted, residual))
 
@@ -330,7 +333,8 @@ class _Vector(Covariance):
     def _features(self, x: Array, reference: Array, scale: Array) -> Array:
         """``[u², u]`` with ``u = (x − m) / s`` (the squares summed for
         spherical), ``(rows, ·)``."""
-        centred = (x - reference) / scale
+        # (times the exact inverse of the power of two: cheaper per row than a division)
+        centred = (x - reference) * (1.0 / scale)
         return jnp.concatenate([self._squares(jnp.square(centred)), centred], axis=1)
 
     def variances(self, covariances: Array) -> Array:
