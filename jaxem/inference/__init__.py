@@ -1,9 +1,11 @@
 """Inference for latent variables: pure functions on arrays.
 
 Models call these, and users can call them inside their own ``jit``,
-``vmap`` and ``grad`` code. Today: the posterior of a discrete latent
-variable from its log-joint values (mixtures, mixtures of experts, models
-given as a log-joint). Forward-backward and Kalman smoothing belong here too.
+``vmap`` and ``grad`` code: the posterior of a discrete latent variable
+from its log-joint values (mixtures, mixtures of experts, models given as a
+log-joint), and forward-backward, Viterbi and sampling for a hidden Markov
+chain, sequential or parallel in time (hidden Markov models). Kalman
+smoothing belongs here too.
 """
 
 from jaxem.inference._discrete import (
@@ -11,5 +13,25 @@ from jaxem.inference._discrete import (
     expected_log_joint,
     posterior_from_gradient,
 )
+from jaxem.inference._hmm import (
+    HMMPosterior,
+    hmm_filter,
+    hmm_log_likelihood,
+    hmm_posterior_from_gradient,
+    hmm_sample_states,
+    hmm_smoother,
+    viterbi,
+)
 
-__all__ = ["discrete_posterior", "expected_log_joint", "posterior_from_gradient"]
+__all__ = [
+    "HMMPosterior",
+    "discrete_posterior",
+    "expected_log_joint",
+    "hmm_filter",
+    "hmm_log_likelihood",
+    "hmm_posterior_from_gradient",
+    "hmm_sample_states",
+    "hmm_smoother",
+    "posterior_from_gradient",
+    "viterbi",
+]

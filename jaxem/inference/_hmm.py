@@ -1,0 +1,399 @@
+"""Inference in a hidden Markov chain: forward-backward, Viterbi, sampling.
+
+For one sequence of ``T`` steps over ``K`` states, everything is a function
+of three log-potentials:
+
+- ``log_initial (K,)``: ``log p(z_0 = k)``;
+- ``log_transition (K, K)``: ``log p(z_t = j | z_{t-1} = i)`` at ``[i, j]``;
+- ``log_emissions (T, K)``: ``log p(x_t | z_t = k)``;
+
+and an optional ``length`` (``1 <= length <= T``): steps from ``length`` on
+are padding and change no result (a batch of sequences of different lengths
+is one padded array, vmapped).
+
+Two algorithms compute each quantity, with the same results:
+
+- **sequential** (``parallel=False``): a ``lax.scan`` over time, ``O(T K²)``
+  work in ``T`` steps;
+- **parallel in time** (``parallel=True``): ``lax.associative_scan`` over
+  ``(K, K)`` matrices (Hassan, Särkkä and García-Fernández 2021, "Temporal
+  parallelization of inference in hidden Markov models"): ``O(T K³)`` work in
+  ``O(log T)`` steps, for long sequences on an accelerator. Its temporaries
+  hold ``T`` matrices of ``K × K`` (``K × K × K`` for Viterbi).
+
+Messages are normalised at every step, in log space, so neither long
+sequences nor impossible transitions (``-inf`` entries) overflow or give NaN.
+The posterior marginals are the gradient of the log-likelihood with respect
+to the log-emissions, and the expected transition counts its gradient with
+respect to the log-transitions (design fact 2):
+:func:`hmm_posterior_from_gradient` computes them that way, and equals
+:func:`hmm_smoother`. Pure functions for one sequence, unjitted; ``vmap``
+them over a batch.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.scipy.special import logsumexp
+
+Array = jax.Array
+
+
+class HMMPosterior(NamedTuple):
+    """The posterior of one sequence's hidden states.
+
+    Attributes:
+      log_likelihood: ``log p(x_{0:L})``, a scalar.
+      marginals: ``(T, K)``, ``p(z_t = k | x)``; zero at padded steps.
+      transitions: ``(K, K)``, the expected number of transitions
+        ``Σ_t p(z_t = i, z_{t+1} = j | x)`` over the sequence.
+    """
+
+    log_likelihood: Array
+    marginals: Array
+    transitions: Array
+
+
+def _as_arrays(*arrays: Array) -> tuple[Array, ...]:
+    return tuple(jnp.asarray(a) for a in arrays)
+
+
+def _valid_steps(num_steps: int, length: Array | int | None) -> Array:
+    if length is None:
+        return jnp.ones((num_steps,), bool)
+    return jnp.arange(num_steps) < length
+
+
+def _normalize(log_values: Array, axis: int | tuple[int, ...] = -1) -> tuple[Array, Array]:
+    """``(log_values − lse, lse)`` with ``lse = logsumexp`` over ``axis``;
+    where every value is ``-inf`` (an impossible step), the values are kept
+    and ``lse = -inf`` (no NaN)."""
+    lse = logsumexp(log_values, axis=axis, keepdims=True)
+    safe = jnp.where(jnp.isfinite(lse), lse, 0.0)
+    return log_values - safe, jnp.squeeze(lse, axis=axis)
+
+
+# ------------------------------------------------------------- sequential
+
+
+def _forward(log_initial, log_transition, log_emissions, valid):
+    """Normalised filtered log-probabilities ``(T, K)`` and the per-step log
+    normalisers ``(T,)`` (zero at padded steps), by ``lax.scan``."""
+    first, first_norm = _normalize(log_initial + log_emissions[0])
+
+    def step(previous, inputs):
+        log_emission, is_valid = inputs
+        predicted = logsumexp(previous[:, None] + log_transition, axis=0)
+        filtered, norm = _normalize(predicted + log_emission)
+        filtered = jnp.where(is_valid, filtered, previous)
+        return filtered, (filtered, jnp.where(is_valid, norm, 0.0))
+
+    _, (rest, norms) = lax.scan(step, first, (log_emissions[1:], valid[1:]))
+    filtered = jnp.concatenate([first[None], rest])
+    return filtered, jnp.concatenate([first_norm[None], norms])
+
+
+def _backward(log_transition, log_emissions, filtered, valid):
+    """Normalised backward log-messages ``(T, K)`` (zero from the last valid
+    step on) and the expected transition counts ``(K, K)``, by ``lax.scan``
+    in reverse (the counts accumulate in the carry: no ``(T, K, K)`` array)."""
+    num_states = log_transition.shape[0]
+
+    def step(carry, inputs):
+        after, counts = carry  # after: the message at t + 1
+        log_emission_next, filtered_now, next_valid = inputs
+        # [i, j]: log p(z_{t+1} = j | z_t = i) + log p(x_{t+1:} | z_{t+1} = j)
+        ahead = log_transition + (log_emission_next + after)[None, :]
+        message = logsumexp(ahead, axis=1)
+        pair, _ = _normalize(filtered_now[:, None] + ahead, axis=(0, 1))
+        counts = counts + jnp.where(next_valid, jnp.exp(pair), 0.0)
+        message, _ = _normalize(message)
+        message = jnp.where(next_valid, message, 0.0)
+        return (message, counts), message
+
+    dtype = log_emissions.dtype
+    init = (jnp.zeros((num_states,), dtype), jnp.zeros((num_states, num_states), dtype))
+    (_, counts), messages = lax.scan(
+        step, init, (log_emissions[1:], filtered[:-1], valid[1:]), reverse=True
+    )
+    backward = jnp.concatenate([messages, jnp.zeros((1, num_states), dtype)])
+    return backward, counts
+
+
+def _marginals(filtered: Array, backward: Array, valid: Array) -> Array:
+    log_marginals, _ = _normalize(filtered + backward)
+    return jnp.where(valid[:, None], jnp.exp(log_marginals), 0.0)
+
+
+# --------------------------------------------------------- parallel in time
+#
+# An element is a (K, K) matrix of probabilities Q, stored as (P, s) with
+# Q[i, j] = P[i, j] · exp(s[i]) and every row of P having maximum 1 (rows are
+# scaled separately, so a row that is improbable as a whole keeps its
+# precision). Composition is the matrix product, in that representation.
+
+
+def _to_element(log_matrices: Array) -> tuple[Array, Array]:
+    scale = jnp.max(log_matrices, axis=-1)
+    safe = jnp.where(jnp.isfinite(scale), scale, 0.0)
+    return jnp.exp(log_matrices - safe[..., None]), jnp.where(jnp.isfinite(scale), scale, -jnp.inf)
+
+
+def _compose(earlier, later):
+    """``earlier @ later`` for (batches of) elements."""
+    first, first_scale = earlier
+    second, second_scale = later
+    # Shift each row i by max_k (log first[i, k] + second_scale[k]), so that
+    # the product's row maximum is at least 1 (no row underflows).
+    shifted = jnp.log(first) + second_scale[..., None, :]
+    shift = jnp.max(shifted, axis=-1)
+    safe = jnp.where(jnp.isfinite(shift), shift, 0.0)
+    product = jnp.matmul(
+        jnp.exp(shifted - safe[..., None]), second, precision=lax.Precision.HIGHEST
+    )
+    peak = jnp.max(product, axis=-1)
+    product = product / jnp.where(peak > 0, peak, 1.0)[..., None]
+    return product, first_scale + safe + jnp.log(peak)
+
+
+def _identity_logs(num_steps: int, num_states: int, dtype) -> Array:
+    eye = jnp.eye(num_states, dtype=bool)
+    return jnp.broadcast_to(
+        jnp.where(eye, 0.0, -jnp.inf).astype(dtype), (num_steps, num_states, num_states)
+    )
+
+
+def _parallel_forward(log_initial, log_transition, log_emissions, valid):
+    num_steps, num_states = log_emissions.shape
+    steps = log_transition[None] + log_emissions[:, None, :]
+    start = jnp.broadcast_to(log_initial + log_emissions[0], (num_states, num_states))
+    steps = steps.at[0].set(start)
+    steps = jnp.where(
+        valid[:, None, None], steps, _identity_logs(num_steps, num_states, steps.dtype)
+    )
+    products, scales = lax.associative_scan(_compose, _to_element(steps))
+    # Every row of a prefix that starts at step 0 is the same: take row 0.
+    log_alpha = jnp.log(products[:, 0, :]) + scales[:, :1]
+    filtered, totals = _normalize(log_alpha)
+    return filtered, totals
+
+
+def _parallel_backward(log_transition, log_emissions, valid):
+    num_steps, num_states = log_emissions.shape
+    # Element t maps β_{t+1} to β_t: Q_{t+1}[i, j] = A[i, j] e_{t+1}[j].
+    steps = log_transition[None] + log_emissions[1:, None, :]
+    steps = jnp.where(
+        valid[1:, None, None], steps, _identity_logs(num_steps - 1, num_states, steps.dtype)
+    )
+    steps = jnp.concatenate([steps, _identity_logs(1, num_states, steps.dtype)])
+    # (reverse=True hands the combination (later, earlier))
+    products, scales = lax.associative_scan(
+        lambda later, earlier: _compose(earlier, later), _to_element(steps), reverse=True
+    )
+    log_beta = jnp.log(jnp.sum(products, axis=-1)) + scales
+    backward, _ = _normalize(log_beta)
+    return jnp.where(valid[:, None] & jnp.roll(valid, -1).at[-1].set(False)[:, None], backward, 0.0)
+
+
+def _pair_counts(log_transition, log_emissions, filtered, backward, valid):
+    """``Σ_t p(z_t, z_{t+1} | x)`` from all steps at once, ``(T − 1, K, K)``
+    temporaries (the parallel path's memory is already of that order)."""
+    ahead = log_transition[None] + (log_emissions[1:] + backward[1:])[:, None, :]
+    pair, _ = _normalize(filtered[:-1, :, None] + ahead, axis=(1, 2))
+    return jnp.sum(jnp.where(valid[1:, None, None], jnp.exp(pair), 0.0), axis=0)
+
+
+# ------------------------------------------------------------------ public
+
+
+def hmm_filter(
+    log_initial: Array,
+    log_transition: Array,
+    log_emissions: Array,
+    length: Array | int | None = None,
+    parallel: bool = False,
+) -> tuple[Array, Array]:
+    """The forward pass: the log-likelihood and the filtered distributions.
+
+    Args:
+      log_initial: ``(K,)`` log initial-state probabilities.
+      log_transition: ``(K, K)`` log transition probabilities, ``[from, to]``.
+      log_emissions: ``(T, K)``, ``log p(x_t | z_t = k)``.
+      length: the number of valid steps (``1 … T``; default ``T``): later
+        steps are padding.
+      parallel: parallel-in-time (``lax.associative_scan``) instead of
+        ``lax.scan``.
+
+    Returns:
+      ``(log_likelihood, filtered)``: ``log p(x_{0:L})`` and ``(T, K)``
+      probabilities ``p(z_t = k | x_{0:t})`` (at padded steps, the last valid
+      step's).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxem import inference
+      >>> log_a = jnp.log(jnp.array([[0.9, 0.1], [0.2, 0.8]]))
+      >>> log_e = jnp.log(jnp.array([[0.5, 0.1], [0.5, 0.1]]))
+      >>> log_lik, filtered = inference.hmm_filter(jnp.log(jnp.array([0.5, 0.5])), log_a, log_e)
+      >>> round(float(jnp.exp(log_lik)), 6)  # Σ over the 4 paths of π_i e_0i A_ij e_1j
+      0.124
+    """
+    log_initial, log_transition, log_emissions = _as_arrays(
+        log_initial, log_transition, log_emissions
+    )
+    valid = _valid_steps(log_emissions.shape[0], length)
+    if parallel:
+        log_filtered, totals = _parallel_forward(log_initial, log_transition, log_emissions, valid)
+        return totals[-1], jnp.exp(log_filtered)
+    log_filtered, norms = _forward(log_initial, log_transition, log_emissions, valid)
+    return jnp.sum(norms), jnp.exp(log_filtered)
+
+
+def hmm_log_likelihood(
+    log_initial: Array,
+    log_transition: Array,
+    log_emissions: Array,
+    length: Array | int | None = None,
+    parallel: bool = False,
+) -> Array:
+    """``log p(x_{0:L})`` by the forward pass (arguments as :func:`hmm_filter`)."""
+    return hmm_filter(log_initial, log_transition, log_emissions, length, parallel)[0]
+
+
+def hmm_smoother(
+    log_initial: Array,
+    log_transition: Array,
+    log_emissions: Array,
+    length: Array | int | None = None,
+    parallel: bool = False,
+) -> HMMPosterior:
+    """Forward-backward: the log-likelihood, the posterior marginals and the
+    expected transition counts (arguments as :func:`hmm_filter`).
+
+    Returns:
+      An :class:`HMMPosterior`.
+    """
+    log_initial, log_transition, log_emissions = _as_arrays(
+        log_initial, log_transition, log_emissions
+    )
+    valid = _valid_steps(log_emissions.shape[0], length)
+    if parallel:
+        filtered, totals = _parallel_forward(log_initial, log_transition, log_emissions, valid)
+        backward = _parallel_backward(log_transition, log_emissions, valid)
+        counts = _pair_counts(log_transition, log_emissions, filtered, backward, valid)
+        log_likelihood = totals[-1]
+    else:
+        filtered, norms = _forward(log_initial, log_transition, log_emissions, valid)
+        backward, counts = _backward(log_transition, log_emissions, filtered, valid)
+        log_likelihood = jnp.sum(norms)
+    return HMMPosterior(log_likelihood, _marginals(filtered, backward, valid), counts)
+
+
+def hmm_posterior_from_gradient(
+    log_initial: Array,
+    log_transition: Array,
+    log_emissions: Array,
+    length: Array | int | None = None,
+) -> HMMPosterior:
+    """The posterior as the gradient of the forward pass's log-likelihood:
+    ``∂ log p(x) / ∂ log_emissions[t, k] = p(z_t = k | x)`` and
+    ``∂ log p(x) / ∂ log_transition[i, j] = Σ_t p(z_t = i, z_{t+1} = j | x)``.
+    Equal to :func:`hmm_smoother`; the way a model given only by its
+    log-potentials gets its E-step (arguments as :func:`hmm_filter`)."""
+    log_initial, log_transition, log_emissions = _as_arrays(
+        log_initial, log_transition, log_emissions
+    )
+    valid = _valid_steps(log_emissions.shape[0], length)
+
+    def log_likelihood(log_transition, log_emissions):
+        return jnp.sum(_forward(log_initial, log_transition, log_emissions, valid)[1])
+
+    value, (transitions, marginals) = jax.value_and_grad(log_likelihood, argnums=(0, 1))(
+        log_transition, log_emissions
+    )
+    return HMMPosterior(value, marginals, transitions)
+
+
+def viterbi(
+    log_initial: Array,
+    log_transition: Array,
+    log_emissions: Array,
+    length: Array | int | None = None,
+    parallel: bool = False,
+) -> tuple[Array, Array]:
+    """The most probable state path (arguments as :func:`hmm_filter`).
+
+    The parallel version combines max-product messages from both ends in
+    ``O(log T)`` steps and takes ``argmax_k`` of their sum at each step: the
+    same path whenever the most probable path is unique (with exact ties it
+    may mix two optimal paths).
+
+    Returns:
+      ``(path, log_joint)``: ``(T,)`` int32 states (at padded steps, the last
+      valid state) and ``max_z log p(x_{0:L}, z)``.
+    """
+    log_initial, log_transition, log_emissions = _as_arrays(
+        log_initial, log_transition, log_emissions
+    )
+    num_steps, num_states = log_emissions.shape
+    valid = _valid_steps(num_steps, length)
+    if parallel:
+        return _parallel_viterbi(log_initial, log_transition, log_emissions, valid)
+    states = jnp.arange(num_states, dtype=jnp.int32)
+
+    def step(best, inputs):
+        log_emission, is_valid = inputs
+        scores = best[:, None] + log_transition
+        pointer = jnp.argmax(scores, axis=0).astype(jnp.int32)
+        new = jnp.max(scores, axis=0) + log_emission
+        return jnp.where(is_valid, new, best), jnp.where(is_valid, pointer, states)
+
+    final, pointers = lax.scan(step, log_initial + log_emissions[0], (log_emissions[1:], valid[1:]))
+    last = jnp.argmax(final).astype(jnp.int32)
+
+    def back(state, pointer):
+        previous = pointer[state]
+        return previous, previous
+
+    _, earlier = lax.scan(back, last, pointers, reverse=True)
+    return jnp.concatenate([earlier, last[None]]), jnp.max(final)
+
+
+def _max_plus(earlier: Array, later: Array) -> Array:
+    return jnp.max(earlier[..., :, :, None] + later[..., None, :, :], axis=-2)
+
+
+def _parallel_viterbi(log_initial, log_transition, log_emissions, valid):
+    num_steps, num_states = log_emissions.shape
+    identity = _identity_logs(num_steps, num_states, log_emissions.dtype)
+    steps = log_transition[None] + log_emissions[:, None, :]
+    steps = steps.at[0].set(jnp.broadcast_to(log_initial + log_emissions[0], steps.shape[1:]))
+    forward = lax.associative_scan(_max_plus, jnp.where(valid[:, None, None], steps, identity))
+    ahead = jnp.concatenate([steps[1:], identity[:1]])
+    ahead = jnp.where(jnp.roll(valid, -1).at[-1].set(False)[:, None, None], ahead, identity)
+    backward = lax.associative_scan(
+        lambda later, earlier: _max_plus(earlier, later), ahead, reverse=True
+    )
+    # max over paths through z_t = k: best prefix ending in k + best suffix from k
+    scores = forward[:, 0, :] + jnp.max(backward, axis=-1)
+    path = jnp.argmax(scores, axis=-1).astype(jnp.int32)
+    return path, jnp.max(forward[-1, 0, :])
+
+
+def hmm_sample_states(
+    key: Array, log_initial: Array, log_transition: Array, num_steps: int
+) -> Array:
+    """A state path ``(num_steps,)`` int32 drawn from the Markov chain."""
+    first_key, key = jax.random.split(key)
+    first = jax.random.categorical(first_key, log_initial).astype(jnp.int32)
+
+    def step(state, step_key):
+        following = jax.random.categorical(step_key, log_transition[state]).astype(jnp.int32)
+        return following, following
+
+    _, rest = lax.scan(step, first, jax.random.split(key, num_steps - 1))
+    return jnp.concatenate([first[None], rest])
