@@ -13,7 +13,7 @@ on CPU, GPU or TPU.
 
 The top level holds what a user calls: the fitting functions, the latent
 structures (:class:`Mixture`, :class:`GaussianMixture`,
-:class:`MixtureOfExperts`, :class:`LogJointModel`), the component families
+:class:`MixtureOfExperts`, :class:`HMM`, :class:`LogJointModel`), the component families
 they are built from, the two contracts (:class:`Model`, :class:`Component`)
 and :class:`PerObservation`, criteria and datasets. Parameter and statistics
 types live in :mod:`jaxem.models` and :mod:`jaxem.models.components`; pure
@@ -38,6 +38,7 @@ from jaxem._online import (
 from jaxem._stats import PerObservation
 from jaxem.models._experts import MixtureOfExperts
 from jaxem.models._gaussian_mixture import GaussianMixture, GaussianMixturePrior
+from jaxem.models._hmm import HMM, pad_sequences
 from jaxem.models._log_joint import LogJointModel
 from jaxem.models._mixture import Mixture
 from jaxem.models.components._bernoulli import Bernoulli
@@ -67,6 +68,7 @@ __all__ = [
     "GaussianMixture",
     "GaussianMixturePrior",
     "GaussianPrior",
+    "HMM",
     "LinearRegression",
     "LogJointModel",
     "LogisticRegression",
@@ -91,6 +93,7 @@ __all__ = [
     "load_faithful",
     "models",
     "online_em",
+    "pad_sequences",
     "polynomial_step_size",
     "restart_keys",
 ]

@@ -38,6 +38,11 @@ class Family:
       float32_scale: the largest data scale whose log-densities float32
         represents (beyond it a fit must be flagged non-finite, not
         finite-looking).
+      rank_error, container_error: what the error for data of the wrong
+        rank, or a tuple where one array belongs, says (default: the
+        ``(n, D)`` families' messages).
+      too_few: ``(x -> data with fewer observations than K, regex)``
+        (default: one row).
     """
 
     name: str
@@ -47,6 +52,18 @@ class Family:
     domain: tuple = ()
     tuple_data: bool = False
     float32_scale: float = 1e18
+    rank_error: str = "2-D"
+    container_error: str = ""
+    too_few: tuple | None = None
+
+
+T = 5  # steps per sequence for the sequence models (``N`` sequences)
+
+
+def sequences(rng: np.random.Generator, n: int = N) -> np.ndarray:
+    """``(N, T, 2)``: sequences that switch between two regimes every 3 steps."""
+    states = (np.arange(n)[:, None] + np.arange(T)[None, :] // 3) % 2
+    return rng.normal(size=(n, T, 2)) + 6.0 * states[..., None]
 
 
 def blobs(rng: np.random.Generator, n: int = N, dim: int = 2) -> np.ndarray:
@@ -234,6 +251,18 @@ FAMILIES = {
             continuous=False,
             domain=(("non-integer", with_value((4,), 0.5, leaf=1), "non-integer"),),
             tuple_data=True,
+        ),
+        Family(
+            "hmm",
+            lambda: jaxem.HMM(jaxem.Gaussian("diag"), K),
+            sequences,
+            rank_error=r"\(B, T, \.\.\.\)",
+            container_error=r"lengths must have shape \(B,\)",
+            too_few=(lambda x: (x[:1], np.ones(1)), r"1 valid step\(s\) but num_states=2"),
+            domain=(
+                ("length zero", lambda x: (x, np.r_[0.0, np.full(N - 1, T)]), "must be positive"),
+                ("length too long", lambda x: (x, np.full(N, T + 1.0)), "exceeds the padded"),
+            ),
         ),
         Family(
             "log-joint",

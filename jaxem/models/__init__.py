@@ -1,7 +1,7 @@
 """Latent structures built from components: parameter and statistics types.
 
 The models themselves (:class:`jaxem.Mixture`, :class:`jaxem.GaussianMixture`,
-:class:`jaxem.MixtureOfExperts`, :class:`jaxem.LogJointModel`) live at the
+:class:`jaxem.MixtureOfExperts`, :class:`jaxem.HMM`, :class:`jaxem.LogJointModel`) live at the
 top level. This module holds the types of their parameters (to build or
 inspect them by hand), their statistics and their M-step states; the
 component families' own types are in :mod:`jaxem.models.components`.
@@ -14,10 +14,13 @@ from jaxem.models._experts import (
     anchored_gate,
 )
 from jaxem.models._gaussian_mixture import GaussianMixtureParams
+from jaxem.models._hmm import HMMParams, HMMStats
 from jaxem.models._mixture import MixtureParams, MixtureStats, initial_responsibilities
 
 __all__ = [
     "GaussianMixtureParams",
+    "HMMParams",
+    "HMMStats",
     "MixtureOfExpertsMStepState",
     "MixtureOfExpertsParams",
     "MixtureOfExpertsStats",

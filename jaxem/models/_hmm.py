@@ -1,0 +1,518 @@
+"""Hidden Markov models built from a component family: Baum-Welch under ``jaxem.fit``.
+
+The chain (initial-state and transition probabilities, with optional
+Dirichlet priors) is the latent structure; the emission distribution of a
+step given its state is any :class:`jaxem.Component`, the same families a
+mixture is built from. Inference is :mod:`jaxem.inference`'s forward-backward
+(sequential or parallel in time).
+
+Data are a batch of sequences: an array ``(B, T, ...)`` of ``B`` sequences
+of ``T`` steps, or a tuple ``(values (B, T, ...), lengths (B,))`` for
+sequences of different lengths, padded to ``T`` (:func:`pad_sequences`
+builds it from hmmlearn's concatenated ``(X, lengths)``). The sequences are
+the engine's rows: statistics are additive over sequences, so chunked,
+sharded, streamed and online fits split the batch by sequences, observation
+weights are per sequence, and ``fit``'s mean log-likelihood is per sequence.
+Padding never changes a result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import gammaln
+
+from jaxem._model import Model
+from jaxem._stats import attach, reduce_over_rows
+from jaxem._validation import check_finite, check_number, is_concrete
+from jaxem.inference._hmm import hmm_sample_states, hmm_smoother, viterbi
+from jaxem.models._mixture import INIT_METHODS, collapsed, initial_responsibilities
+from jaxem.models.components._checks import guarded_counts
+from jaxem.models.components._component import Component, check_component
+
+Array = jax.Array
+
+
+class HMMParams(NamedTuple):
+    """Parameters of a :class:`jaxem.HMM`.
+
+    Attributes:
+      initial: ``(K,)`` initial-state probabilities.
+      transitions: ``(K, K)`` transition probabilities, ``[from, to]``; rows
+        on the simplex.
+      emissions: the emission component's parameters (leaves with a leading
+        ``K`` axis).
+    """
+
+    initial: Array
+    transitions: Array
+    emissions: Any
+
+
+class HMMStats(NamedTuple):
+    """Expected sufficient statistics of an HMM (additive over sequences).
+
+    Attributes:
+      initial: ``(K,)``, ``Σ_b w_b p(z_{b,0} = k | x_b)``.
+      transitions: ``(K, K)``, expected weighted transition counts.
+      counts: ``(K,)``, expected weighted number of steps in each state.
+      emissions: the emission component's statistics.
+      num_sequences: number of sequences, a scalar.
+      num_steps: number of valid steps, a scalar.
+    """
+
+    initial: Array
+    transitions: Array
+    counts: Array
+    emissions: Any
+    num_sequences: Array
+    num_steps: Array
+
+
+def pad_sequences(x: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray]:
+    """hmmlearn's concatenated sequences as a padded batch.
+
+    Args:
+      x: ``(N, ...)``, the sequences one after another.
+      lengths: ``(B,)`` positive integers summing to ``N``.
+
+    Returns:
+      ``(values (B, max(lengths), ...), lengths (B,))``, numpy arrays; each
+      sequence is padded by repeating its last step (padding never changes a
+      result, and stays in every emission family's domain).
+
+    Raises:
+      ValueError: lengths that are not positive integers or do not sum to ``N``.
+    """
+    x = np.asarray(x)
+    if x.ndim == 0:
+        raise ValueError("x must have a leading step axis; got a scalar")
+    lengths = check_lengths(lengths, x.shape[0])
+    width = int(lengths.max())
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    index = np.minimum(starts[:, None] + np.arange(width)[None, :], (ends - 1)[:, None])
+    return x[index], lengths
+
+
+def check_lengths(lengths: Any, total: int | None = None, width: int | None = None) -> np.ndarray:
+    """Concrete sequence lengths as an int array, or a clear ``ValueError``."""
+    array = np.asarray(lengths)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(
+            f"lengths must be a 1-D array of sequence lengths; got shape {array.shape}"
+        )
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise ValueError(f"lengths must be integers; got dtype {array.dtype}")
+    if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+        bad = int(np.flatnonzero(~np.isfinite(array) | (array != np.round(array)))[0])
+        raise ValueError(f"lengths must be integers; lengths[{bad}] = {array[bad]}")
+    array = array.astype(np.int64)
+    if np.any(array < 1):
+        bad = int(np.flatnonzero(array < 1)[0])
+        raise ValueError(
+            f"lengths must be positive (every sequence needs a step); lengths[{bad}] = {array[bad]}"
+        )
+    if total is not None and int(array.sum()) != total:
+        raise ValueError(
+            f"lengths sum to {int(array.sum())} but x has {total} rows: the lengths must add "
+            "up to the number of rows of the concatenated sequences"
+        )
+    if width is not None and int(array.max()) > width:
+        bad = int(np.argmax(array))
+        raise ValueError(
+            f"lengths[{bad}] = {array[bad]} exceeds the padded length {width} of the sequences"
+        )
+    return array
+
+
+def _check_concentration(value: Any, name: str) -> float:
+    value = check_number(value, name)
+    if value < 1.0:
+        raise ValueError(
+            f"{name} must be a finite number >= 1 (a Dirichlet concentration below 1 puts "
+            f"the MAP estimate on the simplex's boundary); got {value}"
+        )
+    return value
+
+
+def _check_stochastic(value: Any, name: str, shape: tuple[int, ...]) -> None:
+    got = tuple(jnp.shape(value))
+    if got != shape:
+        raise ValueError(f"{name} must have shape {shape}; got {got}")
+    if not is_concrete(value):
+        return
+    array = np.asarray(value, dtype=float)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or inf")
+    if np.any(array < 0):
+        raise ValueError(f"{name} must be non-negative; its minimum is {array.min():.6g}")
+    sums = array.sum(axis=-1)
+    worst = np.unravel_index(np.argmax(np.abs(sums - 1.0)), sums.shape)
+    if abs(sums[worst] - 1.0) > 1e-4:
+        where = f" (row {worst[0]})" if sums.ndim else ""
+        raise ValueError(f"{name} must sum to 1 along its last axis; got {sums[worst]:.6g}{where}")
+
+
+@dataclasses.dataclass(frozen=True)
+class HMM(Model):
+    """A hidden Markov model with ``K`` states and emissions from one
+    component family, fitted by Baum-Welch (EM; MAP with Dirichlet priors).
+
+    Args:
+      emission: the emission family, e.g. :class:`jaxem.Gaussian` (any
+        covariance type), :class:`jaxem.Categorical` (one-hot symbols),
+        :class:`jaxem.Poisson`, :class:`jaxem.Bernoulli`,
+        :class:`jaxem.StudentT`.
+      num_states: ``K >= 1``.
+      initial_concentration: Dirichlet ``α >= 1`` on the initial-state
+        probabilities (``1``: no prior).
+      transition_concentration: Dirichlet ``α >= 1`` on each row of the
+        transition matrix (``1``: no prior).
+      init_method: how :meth:`init` starts a restart: the emission
+        parameters as a mixture's ``init_method`` (k-means on the steps by
+        default); the chain from the initial assignment's first states and
+        transitions, with one pseudo-count each.
+      parallel: parallel-in-time inference (``lax.associative_scan``)
+        instead of ``lax.scan``: fewer sequential steps for long sequences on
+        an accelerator, ``K`` times the work.
+      block_size: sequences per E-step block (``None``: chosen from the
+        sizes).
+      kmeans_max_iter: Lloyd iterations at most, for ``init_method="kmeans"``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxem
+      >>> x = jax.random.normal(jax.random.key(0), (4, 50, 2))  # 4 sequences of 50 steps
+      >>> model = jaxem.HMM(jaxem.Gaussian("diag"), num_states=2)
+      >>> result = jaxem.fit(model, x, key=jax.random.key(1))
+      >>> result.params.transitions.shape
+      (2, 2)
+    """
+
+    emission: Component
+    num_states: int
+    initial_concentration: float = 1.0
+    transition_concentration: float = 1.0
+    init_method: str = "kmeans"
+    parallel: bool = False
+    block_size: int | None = None
+    kmeans_max_iter: int = 100
+
+    def __post_init__(self):
+        check_component(self.emission)
+        set_ = lambda name, value: object.__setattr__(self, name, value)
+        k = self.num_states
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"num_states must be a positive integer; got {k!r}")
+        set_("num_states", int(k))
+        for name in ("initial_concentration", "transition_concentration"):
+            set_(name, _check_concentration(getattr(self, name), name))
+        if self.init_method not in INIT_METHODS:
+            raise ValueError(f"init_method must be one of {INIT_METHODS}; got {self.init_method!r}")
+        if not isinstance(self.parallel, (bool, np.bool_)):
+            raise TypeError(f"parallel must be True or False; got {self.parallel!r}")
+        set_("parallel", bool(self.parallel))
+        size = self.block_size
+        if size is not None and (
+            isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1
+        ):
+            raise ValueError(f"block_size must be a positive integer or None; got {size!r}")
+        m = self.kmeans_max_iter
+        if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 0:
+            raise ValueError(f"kmeans_max_iter must be a non-negative integer; got {m!r}")
+
+    # ------------------------------------------------------------ the data
+
+    def _unpack(self, x: Any) -> tuple[Array, Array, Array]:
+        """``(values (B, T, ...) with padding replaced by each sequence's
+        first step, lengths (B,) int32, valid (B, T))``."""
+        if isinstance(x, tuple):
+            values, lengths = x
+            lengths = jnp.asarray(lengths).astype(jnp.int32)
+        else:
+            values = x
+            lengths = jnp.full((values.shape[0],), values.shape[1], jnp.int32)
+        values = jnp.asarray(values)
+        valid = jnp.arange(values.shape[1])[None, :] < lengths[:, None]
+        mask = valid.reshape(valid.shape + (1,) * (values.ndim - 2))
+        return jnp.where(mask, values, values[:, :1]), lengths, valid
+
+    @staticmethod
+    def _steps(values: Array) -> Array:
+        """``(B, T, ...)`` as the emission family's ``(B·T, ...)`` rows."""
+        return values.reshape((values.shape[0] * values.shape[1], *values.shape[2:]))
+
+    def check_data(self, x: Any) -> Array:
+        """Raise for data the emission family cannot take (padding aside:
+        non-finite values are named by sequence and step), lengths that are
+        not integers in ``1 … T``, fewer valid steps than states, or a wrong
+        layout; return whether the values are valid."""
+        if isinstance(x, list):
+            raise TypeError(
+                "x must be an array (B, T, ...) of sequences, or a tuple (values, lengths); "
+                "got a list"
+            )
+        if isinstance(x, tuple):
+            if len(x) != 2:
+                raise ValueError(
+                    "x must be an array (B, T, ...) or a tuple (values (B, T, ...), lengths (B,)); "
+                    f"got a tuple of {len(x)} arrays"
+                )
+            values, lengths = x
+            if jnp.ndim(lengths) != 1:
+                raise ValueError(f"lengths must have shape (B,); got {tuple(jnp.shape(lengths))}")
+        else:
+            values, lengths = x, None
+        if jnp.ndim(values) < 3:
+            raise ValueError(
+                "x must hold sequences as an array (B, T, ...) of B sequences of T steps (one "
+                f"sequence: x[None]); got shape {tuple(jnp.shape(values))}"
+            )
+        if not (is_concrete(values) and (lengths is None or is_concrete(lengths))):
+            clean, _, _ = self._unpack(x)
+            return self.emission.check_data(self._steps(clean), self.num_states)
+        # Concrete: checked on the host, the padding left out.
+        host = np.asarray(values)
+        counts = np.full(host.shape[0], host.shape[1], np.int64)
+        if lengths is not None:
+            counts = check_lengths(lengths, width=host.shape[1])
+        valid = np.arange(host.shape[1])[None, :] < counts[:, None]
+        mask = valid.reshape(valid.shape + (1,) * (host.ndim - 2))
+        check_finite(np.where(mask, host, 0), "x")
+        if int(counts.sum()) < self.num_states:
+            raise ValueError(
+                f"x has {int(counts.sum())} valid step(s) but num_states={self.num_states}: "
+                "need at least as many steps as states"
+            )
+        steps = host[valid]  # (the valid steps, in order)
+        if isinstance(values, jax.Array):
+            steps = jax.device_put(steps)
+        return self.emission.check_data(steps, self.num_states)
+
+    def check_params(self, params: Any, x: Any) -> None:
+        """Raise for parameters of the wrong structure, shape or value."""
+        if not isinstance(params, HMMParams):
+            raise TypeError(f"params must be an HMMParams; got {type(params).__name__}")
+        k = self.num_states
+        _check_stochastic(params.initial, "params.initial", (k,))
+        _check_stochastic(params.transitions, "params.transitions", (k, k))
+        # (the emission family reads only the steps' shape and dtype)
+        values = x[0] if isinstance(x, tuple) else x
+        steps = jax.ShapeDtypeStruct(
+            (values.shape[0] * values.shape[1], *values.shape[2:]), values.dtype
+        )
+        self.emission.check_params(params.emissions, steps, k)
+
+    # ----------------------------------------------------------- inference
+
+    def _log_potentials(self, params: HMMParams) -> tuple[Array, Array, Any]:
+        return (
+            jnp.log(params.initial),
+            jnp.log(params.transitions),
+            self.emission.prepare(params.emissions),
+        )
+
+    def _log_emissions(self, prepared: Any, values: Array, valid: Array) -> Array:
+        """``(B, T, K)`` emission log-likelihoods, zero at padded steps."""
+        flat = self.emission.log_likelihoods(prepared, self._steps(values))
+        log_e = flat.reshape((*values.shape[:2], self.num_states))
+        return jnp.where(valid[..., None], log_e, 0.0)
+
+    def _block_rows(self, x: Any) -> int:
+        if self.block_size is not None:
+            return self.block_size
+        values = x[0] if isinstance(x, tuple) else x
+        steps = values.shape[1] * self.num_states * (self.num_states if self.parallel else 1)
+        return max(1, (1 << 22) // max(steps, 1))
+
+    def _smooth(self, params: HMMParams, x: Any):
+        log_initial, log_transition, prepared = self._log_potentials(params)
+        values, lengths, valid = self._unpack(x)
+        log_e = self._log_emissions(prepared, values, valid)
+        smoother = lambda le, n: hmm_smoother(log_initial, log_transition, le, n, self.parallel)
+        return jax.vmap(smoother)(log_e, lengths), values, lengths, valid
+
+    def e_step(
+        self, params: HMMParams, x: Any, weights: Array | None = None
+    ) -> tuple[HMMStats, Array]:
+        """Forward-backward on every sequence: the expected statistics and
+        ``Σ_b w_b log p(x_b)``.
+
+        Args:
+          params: current parameters.
+          x: sequences, ``(B, T, ...)`` or ``(values, lengths)``.
+          weights: optional per-sequence weights, ``(B,)``.
+        """
+
+        def block(xb: Any, wb: Array | None) -> tuple[HMMStats, Array]:
+            posterior, values, lengths, _ = self._smooth(params, xb)
+            dtype = posterior.marginals.dtype
+            w = jnp.ones(lengths.shape, dtype) if wb is None else wb
+            marginals = posterior.marginals * w[:, None, None]
+            resp = self._steps(marginals)
+            stats = HMMStats(
+                initial=jnp.sum(marginals[:, 0], axis=0),
+                transitions=jnp.sum(posterior.transitions * w[:, None, None], axis=0),
+                counts=jnp.sum(resp, axis=0),
+                emissions=self.emission.statistics(self._steps(values), resp, params.emissions),
+                num_sequences=jnp.asarray(lengths.shape[0], dtype),
+                num_steps=jnp.sum(lengths).astype(dtype),
+            )
+            # A zero-weight sequence adds nothing, even where its density is 0.
+            total = jnp.sum(jnp.where(w > 0, w * posterior.log_likelihood, 0.0))
+            return stats, total
+
+        stats, total = reduce_over_rows(block, (x, weights), self._block_rows(x))
+        return attach(stats, x), total
+
+    def init_m_step_state(self, params: HMMParams) -> Any:
+        """The emission component's M-step state (``()`` for closed forms)."""
+        return self.emission.init_m_step_state(params.emissions)
+
+    def m_step(
+        self, stats: HMMStats, params: HMMParams, m_step_state: Any = None
+    ) -> tuple[HMMParams, Any]:
+        """Baum-Welch's M-step: normalised (Dirichlet-MAP) initial and
+        transition counts, and the emission family's M-step on the expected
+        state occupancies. Always finite: a state never visited keeps a
+        uniform transition row (and finite emissions, see the family)."""
+        if m_step_state is None:
+            m_step_state = self.init_m_step_state(params)
+        counts = guarded_counts(stats.counts, stats.num_steps)
+        emissions, m_step_state = self.emission.maximize(
+            stats.emissions, counts, params.emissions, m_step_state
+        )
+        initial = _normalize_counts(stats.initial + (self.initial_concentration - 1.0))
+        transitions = _normalize_counts(stats.transitions + (self.transition_concentration - 1.0))
+        return HMMParams(initial, transitions, emissions), m_step_state
+
+    def shift_stats(
+        self, stats: HMMStats, from_params: HMMParams, to_params: HMMParams
+    ) -> HMMStats:
+        """Statistics re-expressed about ``to_params`` (the emission
+        family's moments; the chain's counts do not depend on the parameters)."""
+        emissions = self.emission.shift_statistics(
+            stats.emissions, stats.counts, from_params.emissions, to_params.emissions
+        )
+        return stats._replace(emissions=emissions)
+
+    def diagnose(self, stats: HMMStats, params: HMMParams) -> dict[str, Array]:
+        """``{"collapsed": (K,)}``, states occupied for less than a thousandth
+        of an average step's weight, and the emission family's own flags."""
+        counts = guarded_counts(stats.counts, stats.num_steps)
+        flags = self.emission.diagnose(stats.emissions, counts, params.emissions)
+        return {"collapsed": collapsed(stats.counts, stats.num_steps), **flags}
+
+    def log_prob(self, params: HMMParams, x: Any) -> Array:
+        """Per-sequence ``log p(x_b)``, ``(B,)``."""
+        return self._smooth(params, x)[0].log_likelihood
+
+    def posterior(self, params: HMMParams, x: Any) -> Array:
+        """Posterior state marginals ``p(z_{b,t} = k | x_b)``, ``(B, T, K)``
+        (zero at padded steps)."""
+        return self._smooth(params, x)[0].marginals
+
+    def most_likely_states(self, params: HMMParams, x: Any) -> tuple[Array, Array]:
+        """Viterbi: the most probable state paths ``(B, T)`` int32 (padded
+        steps repeat the last valid state) and their log-joint ``(B,)``."""
+        log_initial, log_transition, prepared = self._log_potentials(params)
+        values, lengths, valid = self._unpack(x)
+        log_e = self._log_emissions(prepared, values, valid)
+        decode = lambda le, n: viterbi(log_initial, log_transition, le, n, self.parallel)
+        return jax.vmap(decode)(log_e, lengths)
+
+    def log_prior(self, params: HMMParams) -> Array:
+        """``log p(θ)``: the Dirichlet priors on the initial probabilities and
+        each transition row, plus the emission family's prior (``0`` terms
+        for concentrations of ``1``, as mixtures do)."""
+        dtype = params.initial.dtype
+        total = _log_dirichlet(params.initial, self.initial_concentration, dtype)
+        total = total + jnp.sum(
+            jax.vmap(lambda row: _log_dirichlet(row, self.transition_concentration, dtype))(
+                params.transitions
+            )
+        )
+        return total + self.emission.log_prior(params.emissions)
+
+    def sample(self, key: Array, params: HMMParams, n: int) -> tuple[Any, Array]:
+        """One sequence of ``n`` steps: ``(x (n, ...), states (n,))``."""
+        params = jax.tree.map(jnp.asarray, params)
+        state_key, emission_key = jax.random.split(key)
+        states = hmm_sample_states(
+            state_key, jnp.log(params.initial), jnp.log(params.transitions), n
+        )
+        return self.emission.sample(emission_key, params.emissions, states), states
+
+    def num_parameters(self, params: HMMParams) -> int:
+        """Free parameters: ``K − 1`` initial, ``K(K − 1)`` transition, and the
+        emission family's."""
+        k = self.num_states
+        return int(k - 1 + k * (k - 1) + self.emission.num_parameters(params.emissions))
+
+    # ------------------------------------------------------ initialisation
+
+    def init(self, key: Array, x: Any, weights: Array | None = None) -> HMMParams:
+        """Parameters for one restart: emission parameters from
+        ``init_method`` on the valid steps (a mixture's initialisation), the
+        chain from that assignment's first states and transitions plus one
+        pseudo-count each.
+
+        Args:
+          key: PRNG key.
+          x: sequences.
+          weights: optional per-sequence weights ``(B,)``.
+        """
+        values, lengths, valid = self._unpack(jax.tree.map(jnp.asarray, x))
+        dtype = values.dtype
+        w = jnp.ones(lengths.shape, dtype) if weights is None else weights
+        step_weights = self._steps(valid * w[:, None]).astype(dtype)
+        steps = self._steps(values)
+        resp = initial_responsibilities(
+            key,
+            self.emission.features(steps),
+            self.num_states,
+            self.init_method,
+            step_weights,
+            self.kmeans_max_iter,
+        )
+        return self.from_responsibilities(x, resp, weights)
+
+    def from_responsibilities(self, x: Any, resp: Array, weights: Array | None = None) -> HMMParams:
+        """Parameters from given state responsibilities ``(B·T, K)`` of the
+        steps (rows in sequence order, padded steps included and ignored):
+        the emission family's initialisation, and the chain from the
+        responsibilities of first steps and consecutive pairs, with one
+        pseudo-count each."""
+        values, lengths, valid = self._unpack(jax.tree.map(jnp.asarray, x))
+        dtype = values.dtype
+        w = jnp.ones(lengths.shape, dtype) if weights is None else weights
+        step_weights = self._steps(valid * w[:, None]).astype(dtype)
+        emissions = self.emission.initialize(self._steps(values), resp, step_weights)
+        per_step = resp.reshape((*valid.shape, self.num_states)) * (valid * w[:, None])[..., None]
+        initial = _normalize_counts(jnp.sum(per_step[:, 0], axis=0) + 1.0)
+        following = resp.reshape(per_step.shape)[:, 1:] * valid[:, 1:, None]
+        pairs = jnp.einsum("btk,btl->kl", per_step[:, :-1], following)
+        transitions = _normalize_counts(pairs + 1.0)
+        return HMMParams(initial.astype(dtype), transitions.astype(dtype), emissions)
+
+
+def _normalize_counts(counts: Array) -> Array:
+    """Rows of non-negative counts as probabilities (a row of zeros: uniform)."""
+    total = jnp.sum(counts, axis=-1, keepdims=True)
+    uniform = jnp.full_like(counts, 1.0 / counts.shape[-1])
+    return jnp.where(total > 0, counts / jnp.where(total > 0, total, 1.0), uniform)
+
+
+def _log_dirichlet(probabilities: Array, concentration: float, dtype) -> Array:
+    if concentration == 1.0:
+        return jnp.zeros((), dtype)
+    k = probabilities.shape[-1]
+    alpha = concentration
+    log_norm = gammaln(k * alpha) - k * gammaln(alpha)
+    value = log_norm + (alpha - 1.0) * jnp.sum(jnp.log(probabilities))
+    return value.astype(dtype)
