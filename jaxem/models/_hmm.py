@@ -456,6 +456,13 @@ class HMM(Model):
 
     # ------------------------------------------------------ initialisation
 
+    def _weighted_steps(self, x: Any, weights: Array | None) -> tuple[Array, Array, Array]:
+        """``(values (B, T, ...), valid (B, T), step weights (B·T,))``: each
+        step weighs its sequence's weight, padded steps nothing."""
+        values, lengths, valid = self._unpack(jax.tree.map(jnp.asarray, x))
+        w = jnp.ones(lengths.shape, values.dtype) if weights is None else weights
+        return values, valid, self._steps(valid * w[:, None]).astype(values.dtype)
+
     def init(self, key: Array, x: Any, weights: Array | None = None) -> HMMParams:
         """Parameters for one restart: emission parameters from
         ``init_method`` on the valid steps (a mixture's initialisation), the
@@ -467,14 +474,10 @@ class HMM(Model):
           x: sequences.
           weights: optional per-sequence weights ``(B,)``.
         """
-        values, lengths, valid = self._unpack(jax.tree.map(jnp.asarray, x))
-        dtype = values.dtype
-        w = jnp.ones(lengths.shape, dtype) if weights is None else weights
-        step_weights = self._steps(valid * w[:, None]).astype(dtype)
-        steps = self._steps(values)
+        values, _, step_weights = self._weighted_steps(x, weights)
         resp = initial_responsibilities(
             key,
-            self.emission.features(steps),
+            self.emission.features(self._steps(values)),
             self.num_states,
             self.init_method,
             step_weights,
@@ -488,12 +491,11 @@ class HMM(Model):
         the emission family's initialisation, and the chain from the
         responsibilities of first steps and consecutive pairs, with one
         pseudo-count each."""
-        values, lengths, valid = self._unpack(jax.tree.map(jnp.asarray, x))
+        values, valid, step_weights = self._weighted_steps(x, weights)
         dtype = values.dtype
-        w = jnp.ones(lengths.shape, dtype) if weights is None else weights
-        step_weights = self._steps(valid * w[:, None]).astype(dtype)
         emissions = self.emission.initialize(self._steps(values), resp, step_weights)
-        per_step = resp.reshape((*valid.shape, self.num_states)) * (valid * w[:, None])[..., None]
+        per_step = resp * step_weights[:, None]
+        per_step = per_step.reshape((*valid.shape, self.num_states))
         initial = _normalize_counts(jnp.sum(per_step[:, 0], axis=0) + 1.0)
         following = resp.reshape(per_step.shape)[:, 1:] * valid[:, 1:, None]
         pairs = jnp.einsum("btk,btl->kl", per_step[:, :-1], following)
