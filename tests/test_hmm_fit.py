@@ -12,6 +12,7 @@ import pytest
 from hmmlearn import hmm as hmmlearn
 
 import jaxem
+from jaxem import _driver
 from jaxem.models import HMMParams
 from jaxem.models.components import CategoricalParams, PoissonParams
 from tests.test_hmm import K, gaussian_params, sample_batch
@@ -44,7 +45,8 @@ def test_fit_is_monotone_and_recovers_the_chain(parallel):
 @pytest.mark.usefixtures("x64")
 def test_chunked_and_streamed_fits_split_by_sequences():
     """Statistics add up over sequences: chunks on the device and chunks
-    streamed from the host give the full-batch fit."""
+    streamed from the host give the full-batch fit; new values and lengths
+    compile nothing new."""
     rng = np.random.default_rng(10)
     model = jaxem.HMM(jaxem.Gaussian("diag"), K)
     x, _ = sample_batch(model, gaussian_params(rng), jax.random.key(8), 10, 20)
@@ -54,6 +56,11 @@ def test_chunked_and_streamed_fits_split_by_sequences():
     starts = jax.jit(jax.vmap(model.init, (0, None)))(keys, device)
     options = dict(key=jax.random.key(9), num_restarts=2, max_iter=15, tol=0.0, init_params=starts)
     full = jaxem.fit(model, device, **options)
+    # New values and new lengths of the same shapes reuse the compiled program.
+    compiled = _driver._jitted_fit._cache_size()
+    other = (device[0] * 2.0 + 1.0, jnp.asarray([5, 20, 20, 20, 1, 20, 20, 20, 20, 3]))
+    jaxem.fit(model, other, **{**options, "key": jax.random.key(10)})
+    assert _driver._jitted_fit._cache_size() == compiled
     chunked = jaxem.fit(model, device, chunk_size=4, **options)
     streamed = jaxem.fit(model, data, chunk_size=3, stream=True, **options)
     for got in (chunked, streamed):
