@@ -167,14 +167,26 @@ def _identity_logs(num_steps: int, num_states: int, dtype) -> Array:
     )
 
 
-def _parallel_forward(log_initial, log_transition, log_emissions, valid):
+def _next_valid(valid: Array) -> Array:
+    """``(T,)``: whether step ``t + 1`` is a valid step."""
+    return jnp.roll(valid, -1).at[-1].set(False)
+
+
+def _chain_elements(log_initial, log_transition, log_emissions, valid):
+    """The log-matrices the parallel scans combine, ``(T, K, K)`` each:
+    ``steps[t][i, j] = log A[i, j] + log e_t[j]`` (row-independent
+    ``log π_j + log e_0[j]`` at ``t = 0``), which carry messages forward, and
+    ``ahead[t] = steps[t + 1]``, which carry them backward; the identity
+    where the step (for ``ahead``, the next step) is padding."""
     num_steps, num_states = log_emissions.shape
+    identity = _identity_logs(num_steps, num_states, log_emissions.dtype)
     steps = log_transition[None] + log_emissions[:, None, :]
-    start = jnp.broadcast_to(log_initial + log_emissions[0], (num_states, num_states))
-    steps = steps.at[0].set(start)
-    steps = jnp.where(
-        valid[:, None, None], steps, _identity_logs(num_steps, num_states, steps.dtype)
-    )
+    ahead = jnp.where(_next_valid(valid)[:, None, None], jnp.roll(steps, -1, axis=0), identity)
+    steps = steps.at[0].set(jnp.broadcast_to(log_initial + log_emissions[0], steps.shape[1:]))
+    return jnp.where(valid[:, None, None], steps, identity), ahead
+
+
+def _parallel_forward(steps):
     products, scales = lax.associative_scan(_compose, _to_element(steps))
     # Every row of a prefix that starts at step 0 is the same: take row 0.
     log_alpha = jnp.log(products[:, 0, :]) + scales[:, :1]
@@ -182,21 +194,14 @@ def _parallel_forward(log_initial, log_transition, log_emissions, valid):
     return filtered, totals
 
 
-def _parallel_backward(log_transition, log_emissions, valid):
-    num_steps, num_states = log_emissions.shape
-    # Element t maps β_{t+1} to β_t: Q_{t+1}[i, j] = A[i, j] e_{t+1}[j].
-    steps = log_transition[None] + log_emissions[1:, None, :]
-    steps = jnp.where(
-        valid[1:, None, None], steps, _identity_logs(num_steps - 1, num_states, steps.dtype)
-    )
-    steps = jnp.concatenate([steps, _identity_logs(1, num_states, steps.dtype)])
+def _parallel_backward(ahead, valid):
     # (reverse=True hands the combination (later, earlier))
     products, scales = lax.associative_scan(
-        lambda later, earlier: _compose(earlier, later), _to_element(steps), reverse=True
+        lambda later, earlier: _compose(earlier, later), _to_element(ahead), reverse=True
     )
     log_beta = jnp.log(jnp.sum(products, axis=-1)) + scales
     backward, _ = _normalize(log_beta)
-    return jnp.where(valid[:, None] & jnp.roll(valid, -1).at[-1].set(False)[:, None], backward, 0.0)
+    return jnp.where(_next_valid(valid)[:, None], backward, 0.0)
 
 
 def _pair_counts(log_transition, log_emissions, filtered, backward, valid):
@@ -247,7 +252,8 @@ def hmm_filter(
     )
     valid = _valid_steps(log_emissions.shape[0], length)
     if parallel:
-        log_filtered, totals = _parallel_forward(log_initial, log_transition, log_emissions, valid)
+        steps, _ = _chain_elements(log_initial, log_transition, log_emissions, valid)
+        log_filtered, totals = _parallel_forward(steps)
         return totals[-1], jnp.exp(log_filtered)
     log_filtered, norms = _forward(log_initial, log_transition, log_emissions, valid)
     return jnp.sum(norms), jnp.exp(log_filtered)
@@ -282,8 +288,9 @@ def hmm_smoother(
     )
     valid = _valid_steps(log_emissions.shape[0], length)
     if parallel:
-        filtered, totals = _parallel_forward(log_initial, log_transition, log_emissions, valid)
-        backward = _parallel_backward(log_transition, log_emissions, valid)
+        steps, ahead = _chain_elements(log_initial, log_transition, log_emissions, valid)
+        filtered, totals = _parallel_forward(steps)
+        backward = _parallel_backward(ahead, valid)
         counts = _pair_counts(log_transition, log_emissions, filtered, backward, valid)
         log_likelihood = totals[-1]
     else:
@@ -368,13 +375,8 @@ def _max_plus(earlier: Array, later: Array) -> Array:
 
 
 def _parallel_viterbi(log_initial, log_transition, log_emissions, valid):
-    num_steps, num_states = log_emissions.shape
-    identity = _identity_logs(num_steps, num_states, log_emissions.dtype)
-    steps = log_transition[None] + log_emissions[:, None, :]
-    steps = steps.at[0].set(jnp.broadcast_to(log_initial + log_emissions[0], steps.shape[1:]))
-    forward = lax.associative_scan(_max_plus, jnp.where(valid[:, None, None], steps, identity))
-    ahead = jnp.concatenate([steps[1:], identity[:1]])
-    ahead = jnp.where(jnp.roll(valid, -1).at[-1].set(False)[:, None, None], ahead, identity)
+    steps, ahead = _chain_elements(log_initial, log_transition, log_emissions, valid)
+    forward = lax.associative_scan(_max_plus, steps)
     backward = lax.associative_scan(
         lambda later, earlier: _max_plus(earlier, later), ahead, reverse=True
     )

@@ -30,7 +30,7 @@ from jax.scipy.special import gammaln
 from jaxem._model import Model
 from jaxem._stats import attach, reduce_over_rows
 from jaxem._validation import check_finite, check_number, is_concrete
-from jaxem.inference._hmm import hmm_sample_states, hmm_smoother, viterbi
+from jaxem.inference._hmm import hmm_log_likelihood, hmm_sample_states, hmm_smoother, viterbi
 from jaxem.models._mixture import INIT_METHODS, collapsed, initial_responsibilities
 from jaxem.models.components._checks import guarded_counts
 from jaxem.models.components._component import Component, check_component
@@ -330,12 +330,15 @@ class HMM(Model):
         steps = values.shape[1] * self.num_states * (self.num_states if self.parallel else 1)
         return max(1, (1 << 22) // max(steps, 1))
 
-    def _smooth(self, params: HMMParams, x: Any):
+    def _over_sequences(self, algorithm: Any, params: HMMParams, x: Any):
+        """``algorithm(log_initial, log_transition, log_emissions, length,
+        parallel)`` (from :mod:`jaxem.inference`) on every sequence, vmapped;
+        with the sequences' values and lengths."""
         log_initial, log_transition, prepared = self._log_potentials(params)
         values, lengths, valid = self._unpack(x)
         log_e = self._log_emissions(prepared, values, valid)
-        smoother = lambda le, n: hmm_smoother(log_initial, log_transition, le, n, self.parallel)
-        return jax.vmap(smoother)(log_e, lengths), values, lengths, valid
+        run = lambda le, n: algorithm(log_initial, log_transition, le, n, self.parallel)
+        return jax.vmap(run)(log_e, lengths), values, lengths
 
     def e_step(
         self, params: HMMParams, x: Any, weights: Array | None = None
@@ -350,7 +353,7 @@ class HMM(Model):
         """
 
         def block(xb: Any, wb: Array | None) -> tuple[HMMStats, Array]:
-            posterior, values, lengths, _ = self._smooth(params, xb)
+            posterior, values, lengths = self._over_sequences(hmm_smoother, params, xb)
             dtype = posterior.marginals.dtype
             w = jnp.ones(lengths.shape, dtype) if wb is None else wb
             marginals = posterior.marginals * w[:, None, None]
@@ -410,21 +413,17 @@ class HMM(Model):
 
     def log_prob(self, params: HMMParams, x: Any) -> Array:
         """Per-sequence ``log p(x_b)``, ``(B,)``."""
-        return self._smooth(params, x)[0].log_likelihood
+        return self._over_sequences(hmm_log_likelihood, params, x)[0]  # (the forward pass alone)
 
     def posterior(self, params: HMMParams, x: Any) -> Array:
         """Posterior state marginals ``p(z_{b,t} = k | x_b)``, ``(B, T, K)``
         (zero at padded steps)."""
-        return self._smooth(params, x)[0].marginals
+        return self._over_sequences(hmm_smoother, params, x)[0].marginals
 
     def most_likely_states(self, params: HMMParams, x: Any) -> tuple[Array, Array]:
         """Viterbi: the most probable state paths ``(B, T)`` int32 (padded
         steps repeat the last valid state) and their log-joint ``(B,)``."""
-        log_initial, log_transition, prepared = self._log_potentials(params)
-        values, lengths, valid = self._unpack(x)
-        log_e = self._log_emissions(prepared, values, valid)
-        decode = lambda le, n: viterbi(log_initial, log_transition, le, n, self.parallel)
-        return jax.vmap(decode)(log_e, lengths)
+        return self._over_sequences(viterbi, params, x)[0]
 
     def log_prior(self, params: HMMParams) -> Array:
         """``log p(θ)``: the Dirichlet priors on the initial probabilities and
