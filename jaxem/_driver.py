@@ -129,6 +129,7 @@ def _fit(
     callback: Callable | None,
     callback_every: int,
     plan: Plan,
+    stop_on_decrease: bool,
 ) -> FitResult:
     dtype = _engine.data_dtype(x)
     weight = _engine.total_weight(x, weights)
@@ -157,6 +158,7 @@ def _fit(
         decrease_tol=_engine.decrease_tolerance(dtype),
         max_iter=max_iter,
         plan=plan,
+        stop_on_decrease=stop_on_decrease,
     )
 
     def running(carry):
@@ -191,6 +193,7 @@ _jitted_fit = jax.jit(
         "callback",
         "callback_every",
         "plan",
+        "stop_on_decrease",
     ),
 )
 
@@ -214,6 +217,7 @@ def fit(
     data_axes: str | tuple[str, ...] | None = None,
     restart_axis: str | None = None,
     previous_log_likelihood: Any = None,
+    stop_on_decrease: bool = False,
 ) -> FitResult:
     """Fit ``model`` to ``x`` by EM, with restarts, in one compiled program.
 
@@ -294,6 +298,11 @@ def fit(
         between it and the objective of ``init_params``), as scikit-learn's
         ``warm_start`` does; ``None``: the first test is at the second
         iteration.
+      stop_on_decrease: also stop a restart when its objective decreases
+        (hmmlearn's rule, "the gain below ``tol``"; scikit-learn's, the
+        default, tests the absolute change). EM never decreases the
+        log-likelihood, but an objective that leaves out an improper prior
+        (as hmmlearn's monitor does) can.
 
     Streaming (``stream=True``): ``x`` may also be a function that returns a
     fresh iterable of chunks (arrays, or tuples of arrays, of equal trailing
@@ -341,7 +350,12 @@ def fit(
         raise TypeError(f"callback must be callable; got {callback!r}")
     if not isinstance(stream, (bool, np.bool_)):
         raise TypeError(f"stream must be True or False; got {stream!r}")
+    if not isinstance(stop_on_decrease, (bool, np.bool_)):
+        raise TypeError(f"stop_on_decrease must be True or False; got {stop_on_decrease!r}")
+    stop_on_decrease = bool(stop_on_decrease)
     if stream:
+        if stop_on_decrease:
+            raise ValueError("stop_on_decrease does not apply with stream=True")
         if previous_log_likelihood is not None:
             raise ValueError("previous_log_likelihood does not apply with stream=True")
         if mesh is not None:
@@ -407,6 +421,7 @@ def fit(
         callback=callback,
         callback_every=callback_every,
         plan=plan,
+        stop_on_decrease=stop_on_decrease,
     )
 
 

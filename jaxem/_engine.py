@@ -407,10 +407,20 @@ def propose(model, state: EMState, x) -> tuple[Params, Any]:
 
 
 def accept(
-    state: EMState, params, m_step_state, stats, objective, tol, decrease_tol, max_iter
+    state: EMState,
+    params,
+    m_step_state,
+    stats,
+    objective,
+    tol,
+    decrease_tol,
+    max_iter,
+    stop_on_decrease: bool = False,
 ) -> EMState:
     """Book-keeping after the E-step under the proposed ``params``: keep them
-    if finite, record the history, test convergence (scikit-learn's rule)."""
+    if finite, record the history, test convergence (scikit-learn's rule:
+    the change below ``tol``; with ``stop_on_decrease``, hmmlearn's: the
+    gain below ``tol``, so a decrease stops too)."""
     started = state.evaluated
     finite = jnp.isfinite(objective) & tree_all_finite(params)
     keep = lambda new, old: jnp.where(finite, new, old)
@@ -419,6 +429,10 @@ def accept(
     # The objective of the parameters entering this iteration (sklearn's
     # lower bound of iteration num_iter + 1); nothing before the first.
     index = jnp.where(started, state.num_iter, max_iter)
+    gain = state.log_likelihood - state.previous
+    stalled = jnp.abs(gain) < tol
+    if stop_on_decrease:
+        stalled = stalled | (gain < 0)
     history = state.history
     if max_iter > 0:  # (an empty history has nothing to index)
         history = history.at[index].set(state.log_likelihood, mode="drop")
@@ -430,7 +444,7 @@ def accept(
         previous=jnp.where(finite, state.log_likelihood, state.previous),
         evaluated=jnp.ones_like(started),
         num_iter=state.num_iter + started.astype(state.num_iter.dtype),
-        converged=finite & started & (jnp.abs(state.log_likelihood - state.previous) < tol),
+        converged=finite & started & stalled,
         nonfinite=~finite,
         decreased=state.decreased | (finite & started & (change < -decrease_tol * scale)),
         history=history,
@@ -442,7 +456,16 @@ def stopped(state: EMState, max_iter: int) -> Array:
 
 
 def iterate(
-    model, state: EMState, x, weights, weight, tol, decrease_tol, max_iter, plan
+    model,
+    state: EMState,
+    x,
+    weights,
+    weight,
+    tol,
+    decrease_tol,
+    max_iter,
+    plan,
+    stop_on_decrease: bool = False,
 ) -> EMState:
     """One masked EM iteration of one restart (a no-op once it has stopped).
 
@@ -459,7 +482,9 @@ def iterate(
     def advance(state: EMState) -> EMState:
         params, m_step_state = propose(model, state, x)
         stats, value = objective(model, params, x, weights, weight, plan)
-        return accept(state, params, m_step_state, stats, value, tol, decrease_tol, max_iter)
+        return accept(
+            state, params, m_step_state, stats, value, tol, decrease_tol, max_iter, stop_on_decrease
+        )
 
     return lax.cond(stopped(state, max_iter), lambda s: s, advance, state)
 
