@@ -19,11 +19,16 @@ from jaxem.estimators._gaussian_mixture import (
     GaussianMixture,
     NumericalWarning,
 )
+from jaxem.estimators._hmm import CategoricalHMM, ConvergenceMonitor, GaussianHMM, PoissonHMM
 
 __all__ = [
+    "CategoricalHMM",
     "ComponentCollapseWarning",
+    "ConvergenceMonitor",
     "ConvergenceWarning",
+    "GaussianHMM",
     "GaussianMixture",
     "NotFittedError",
     "NumericalWarning",
+    "PoissonHMM",
 ]

@@ -390,9 +390,15 @@ class HMM(Model):
         emissions, m_step_state = self.emission.maximize(
             stats.emissions, counts, params.emissions, m_step_state
         )
+        initial, transitions = self._maximize_chain(stats, params)
+        return HMMParams(initial, transitions, emissions), m_step_state
+
+    def _maximize_chain(self, stats: HMMStats, params: HMMParams) -> tuple[Array, Array]:
+        """The initial and transition probabilities from their expected
+        counts: normalised, with the Dirichlet priors' pseudo-counts."""
         initial = _normalize_counts(stats.initial + (self.initial_concentration - 1.0))
         transitions = _normalize_counts(stats.transitions + (self.transition_concentration - 1.0))
-        return HMMParams(initial, transitions, emissions), m_step_state
+        return initial, transitions
 
     def shift_stats(
         self, stats: HMMStats, from_params: HMMParams, to_params: HMMParams
