@@ -143,3 +143,24 @@ def test_bad_user_parameters_are_clear_errors():
         model.fit(X)
     with pytest.raises(ValueError, match="Largest symbol is 5"):
         estimators.CategoricalHMM(2, n_features=3).fit(np.array([[0], [5]]))
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "tied"])
+def test_gmm_hmm_reproduces_hmmlearn(covariance_type):
+    """hmmlearn's initialisation, its prior defaults per covariance type and
+    its M-step (covariances about the previous means). (The four covariance
+    types all agree; the suite runs two.)"""
+    X = gaussian_data(3)
+    settings = dict(n_components=2, n_mix=2, covariance_type=covariance_type, random_state=1)
+    settings.update(n_iter=8, tol=1e-4)
+    ours = estimators.GMMHMM(**settings).fit(X, LENGTHS)
+    reference = hmmlearn.GMMHMM(**settings).fit(X, LENGTHS)
+    emission = ["weights_", "means_", "covars_"]
+    # hmmlearn counts n_mix - 1 free mixture weights in all, not one set per
+    # state: its BIC and AIC are lower by (K - 1)(n_mix - 1) parameters' worth.
+    missing = (2 - 1) * (2 - 1)
+    reference.bic = lambda X, lengths: (
+        hmmlearn.GMMHMM.bic(reference, X, lengths) + missing * np.log(len(X))
+    )
+    reference.aic = lambda X, lengths: hmmlearn.GMMHMM.aic(reference, X, lengths) + 2 * missing
+    assert_same_fit(ours, reference, X, LENGTHS, emission)

@@ -19,13 +19,20 @@ from jaxem.estimators._gaussian_mixture import (
     GaussianMixture,
     NumericalWarning,
 )
-from jaxem.estimators._hmm import CategoricalHMM, ConvergenceMonitor, GaussianHMM, PoissonHMM
+from jaxem.estimators._hmm import (
+    GMMHMM,
+    CategoricalHMM,
+    ConvergenceMonitor,
+    GaussianHMM,
+    PoissonHMM,
+)
 
 __all__ = [
     "CategoricalHMM",
     "ComponentCollapseWarning",
     "ConvergenceMonitor",
     "ConvergenceWarning",
+    "GMMHMM",
     "GaussianHMM",
     "GaussianMixture",
     "NotFittedError",

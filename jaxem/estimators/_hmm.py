@@ -1,4 +1,4 @@
-"""Drop-ins for hmmlearn's ``GaussianHMM``, ``CategoricalHMM`` and ``PoissonHMM``.
+"""Drop-ins for hmmlearn's ``GaussianHMM``, ``GMMHMM``, ``CategoricalHMM`` and ``PoissonHMM``.
 
 The estimators keep hmmlearn's interface (constructor arguments, fitted
 attributes, the ``(X, lengths)`` form of concatenated sequences, methods) and
@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from jaxem._driver import fit as _fit
 from jaxem.models._hmm import HMM, HMMParams, HMMStats, check_lengths, pad_sequences
+from jaxem.models._mixture_component import MixtureComponent, MixtureComponentParams
 from jaxem.models.components._categorical import Categorical, CategoricalParams
 from jaxem.models.components._checks import clip_rates
 from jaxem.models.components._gaussian import (
@@ -1025,3 +1026,265 @@ class PoissonHMM(_BaseHMM):
 
     def _store_emission(self, emissions, dtype):
         self.lambdas_ = np.asarray(emissions.rates, dtype)
+
+
+# ------------------------------------------------------------------- GMMHMM
+
+
+@dataclasses.dataclass(frozen=True)
+class _HMMLearnMixtureGaussian(Gaussian):
+    """One state's Gaussian mixture components with hmmlearn's ``GMMHMM``
+    M-step: means ``(λ m₀ + Σ r x) / (λ + N)``, and covariances from the
+    scatter about the means the statistics were computed under (hmmlearn
+    accumulates it about the old means), the prior terms and hmmlearn's
+    denominators; ``covars_prior``/``covars_weight`` are resolved numbers."""
+
+    means_prior: Any = 0.0
+    means_weight: Any = 0.0
+    covars_prior: Any = 0.0
+    covars_weight: Any = 0.0
+    update: str = "mc"
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("means_prior", "means_weight", "covars_prior", "covars_weight"):
+            object.__setattr__(self, name, _static(getattr(self, name)))
+
+    def maximize(self, stats, counts, params, m_step_state=()):
+        cov = self.covariance
+        m, dim = params.means.shape
+        dtype = params.means.dtype
+        centres, scale = self._frame(params)
+        prior_mean = jnp.broadcast_to(_array(self.means_prior, dtype), (m, dim))
+        weight = _per_state(self.means_weight, dtype, m)
+        means = params.means
+        if "m" in self.update:
+            totals = counts[:, None] * centres + scale * stats.sum_x
+            means = (weight[:, None] * prior_mean + totals) / (weight + counts)[:, None]
+        if "c" not in self.update:
+            return GaussianParams(means, params.covariances, None), m_step_state
+        old = (params.means - centres) / scale
+        correction = (
+            cov.scale_by(counts, cov.outer(old, old))
+            - cov.outer(stats.sum_x, old)
+            - cov.outer(old, stats.sum_x)
+        )
+        scatter = jnp.square(scale) * cov.finish_scatter(stats.sum_xx + cov.pool(correction))
+        offset = means - prior_mean
+        prior_term = cov.pool(cov.scale_by(weight, cov.outer(offset, offset)))
+        psi, nu = _array(self.covars_prior, dtype), _array(self.covars_weight, dtype)
+        kind = self.covariance_type
+        if kind == "full":
+            numerator = jnp.swapaxes(jnp.broadcast_to(psi, (m, dim, dim)), -1, -2)
+            covariances = (numerator + prior_term + scatter) / (counts + nu + dim + 2.0)[
+                :, None, None
+            ]
+        elif kind == "tied":
+            numerator = jnp.broadcast_to(psi, (dim, dim)).T + prior_term + scatter
+            covariances = numerator / (jnp.sum(counts) + m + nu + dim + 1.0)
+        elif kind == "diag":
+            numerator = prior_term + 2.0 * jnp.broadcast_to(nu, (m, dim)) + scatter
+            covariances = numerator / (counts[:, None] + 1.0 + 2.0 * (psi + 1.0))
+        else:
+            numerator = prior_term + 2.0 * jnp.broadcast_to(nu, (m,)) + scatter
+            covariances = numerator / (dim * (counts + 1.0) + 2.0 * (psi + 1.0))
+        covariances = cov.regularize(covariances, 0.0)
+        return GaussianParams(means, covariances, None), m_step_state
+
+
+class GMMHMM(_BaseHMM):
+    """Hidden Markov model whose states emit from Gaussian mixtures, fitted by
+    jaxem, with hmmlearn's interface (a drop-in for :class:`hmmlearn.hmm.GMMHMM`).
+
+    The model is ``jaxem.HMM(jaxem.MixtureComponent(Gaussian, n_mix), K)``
+    with hmmlearn's initialisation (k-means on the data, then k-means within
+    each cluster, from ``random_state``) and M-step, priors included (their
+    defaults resolved per ``covariance_type`` as hmmlearn does). Like
+    hmmlearn's, the covariance update uses the scatter about the means of
+    the previous iteration, so it is a generalised-EM step; the exact EM
+    step is :class:`jaxem.MixtureComponent` with :class:`jaxem.Gaussian`.
+    Priors are numbers (the same for every state and mixture component).
+    Parameters as :class:`GaussianHMM`'s, with ``n_mix``, ``weights_prior``
+    and the letter ``w`` (mixture weights) in ``params``/``init_params``.
+
+    Attributes:
+      startprob_, transmat_: the chain.
+      weights_: ``(n_components, n_mix)``.
+      means_: ``(n_components, n_mix, n_features)``.
+      covars_: ``(n_components, n_mix)`` spherical, ``(n_components, n_mix,
+        n_features)`` diag, ``(n_components, n_mix, n_features, n_features)``
+        full, ``(n_components, n_features, n_features)`` tied (one matrix per
+        state, shared by its mixture components).
+      monitor_: the :class:`ConvergenceMonitor` of the last fit.
+    """
+
+    _emission_letters = "mcw"
+
+    def __init__(
+        self,
+        n_components=1,
+        n_mix=1,
+        min_covar=1e-3,
+        startprob_prior=1.0,
+        transmat_prior=1.0,
+        weights_prior=1.0,
+        means_prior=0.0,
+        means_weight=0.0,
+        covars_prior=None,
+        covars_weight=None,
+        algorithm="viterbi",
+        covariance_type="diag",
+        random_state=None,
+        n_iter=10,
+        tol=1e-2,
+        verbose=False,
+        params="stmcw",
+        init_params="stmcw",
+        implementation="log",
+    ):
+        super().__init__(
+            n_components,
+            startprob_prior=startprob_prior,
+            transmat_prior=transmat_prior,
+            algorithm=algorithm,
+            random_state=random_state,
+            n_iter=n_iter,
+            tol=tol,
+            verbose=verbose,
+            params=params,
+            init_params=init_params,
+            implementation=implementation,
+        )
+        self.n_mix = n_mix
+        self.min_covar = min_covar
+        self.weights_prior = weights_prior
+        self.means_prior = means_prior
+        self.means_weight = means_weight
+        self.covars_prior = covars_prior
+        self.covars_weight = covars_weight
+        self.covariance_type = covariance_type
+
+    def _check_hyperparameters(self):
+        super()._check_hyperparameters()
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(
+                f"covariance_type must be one of {COVARIANCE_TYPES}; got {self.covariance_type!r}"
+            )
+        m = self.n_mix
+        if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1:
+            raise ValueError(f"n_mix must be a positive integer; got {m!r}")
+        for name in ("weights_prior", "means_weight", "covars_prior", "covars_weight"):
+            value = getattr(self, name)
+            if value is not None and np.ndim(value) != 0:
+                raise NotImplementedError(
+                    f"{name} must be a number here (the same for every state and mixture "
+                    f"component); got an array of shape {np.shape(value)}"
+                )
+        if float(self.weights_prior) < 1.0:
+            raise ValueError(f"weights_prior must be >= 1; got {self.weights_prior}")
+
+    def _resolved_covar_priors(self):
+        """hmmlearn's defaults of ``covars_prior`` and ``covars_weight``."""
+        dim, m = self.n_features, self.n_mix
+        prior, weight = {
+            "full": (0.0, -(1.0 + dim + 1.0)),
+            "tied": (0.0, -(m + dim + 1.0)),
+            "diag": (-1.5, 0.0),
+            "spherical": (-(m + 2.0) / 2.0, 0.0),
+        }[self.covariance_type]
+        prior = prior if self.covars_prior is None else self.covars_prior
+        weight = weight if self.covars_weight is None else self.covars_weight
+        return prior, weight
+
+    def _validate_X(self, X, fitting):
+        X = check_array(X, dtype=[np.float64, np.float32])
+        dim = getattr(self, "n_features", None)
+        if not (fitting and "m" in self.init_params) and dim is not None and X.shape[1] != dim:
+            raise ValueError(f"X has {X.shape[1]} features but the model has {dim}")
+        return X
+
+    def _init_emission(self, X, lengths):
+        from sklearn.cluster import KMeans
+
+        k, m = self.n_components, self.n_mix
+        self.n_features = dim = X.shape[1]
+        cv = np.atleast_2d(np.cov(X.T)) + self.min_covar * np.eye(dim)
+        main = KMeans(n_clusters=k, random_state=self.random_state, n_init=10)
+        labels = main.fit_predict(X)
+        centre = np.mean(main.cluster_centers_, axis=0)
+        means = []
+        for label in range(k):
+            cluster = X[labels == label]
+            if cluster.shape[0] >= m:
+                inner = KMeans(n_clusters=m, random_state=self.random_state, n_init=10)
+                means.append(inner.fit(cluster).cluster_centers_)
+            else:  # (hmmlearn draws these from numpy's global generator)
+                means.append(np.random.multivariate_normal(centre, cov=cv, size=m))  # noqa: NPY002
+        if self._needs_init("w", "weights_"):
+            self.weights_ = np.full((k, m), 1.0 / m)
+        if self._needs_init("m", "means_"):
+            self.means_ = np.stack(means)
+        if self._needs_init("c", "covars_"):
+            self.covars_ = {
+                "tied": np.tile(cv, (k, 1, 1)),
+                "full": np.tile(cv, (k, m, 1, 1)),
+                "diag": np.tile(np.diag(cv), (k, m, 1)),
+                "spherical": np.full((k, m), cv.mean()),
+            }[self.covariance_type]
+
+    def _check_emission(self):
+        k, m = self.n_components, self.n_mix
+        self.weights_ = np.asarray(self.weights_, dtype=float)
+        self.means_ = np.asarray(self.means_, dtype=float)
+        if self.weights_.shape != (k, m):
+            raise ValueError(f"weights_ must have shape (n_components, n_mix) = ({k}, {m})")
+        if not np.allclose(self.weights_.sum(axis=1), 1) or np.any(self.weights_ < 0):
+            raise ValueError("weights_ rows must be non-negative and sum to 1")
+        if self.means_.ndim != 3 or self.means_.shape[:2] != (k, m):
+            raise ValueError("means_ must have shape (n_components, n_mix, n_features)")
+        self.n_features = dim = self.means_.shape[2]
+        if not np.all(np.isfinite(self.means_)):
+            raise ValueError("means_ contains NaN or inf")
+        covars = np.asarray(self.covars_, dtype=float)
+        if self.covariance_type == "tied":
+            _check_covariances(covars, "full", k, dim)
+        else:
+            for state in covars:
+                _check_covariances(state, self.covariance_type, m, dim)
+        self.covars_ = covars
+
+    def _emission(self):
+        prior, weight = self._resolved_covar_priors()
+        inner = _HMMLearnMixtureGaussian(
+            self.covariance_type,
+            reg_covar=0.0,
+            means_prior=self.means_prior,
+            means_weight=self.means_weight,
+            covars_prior=prior,
+            covars_weight=weight,
+            update=self.params,
+        )
+        return _HMMLearnMixture(inner, self.n_mix, float(self.weights_prior), update=self.params)
+
+    def _emission_params(self, dtype):
+        return MixtureComponentParams(
+            jnp.asarray(self.weights_, dtype),
+            GaussianParams(jnp.asarray(self.means_, dtype), jnp.asarray(self.covars_, dtype)),
+        )
+
+    def _store_emission(self, emissions, dtype):
+        self.weights_ = np.asarray(emissions.weights, dtype)
+        self.means_ = np.asarray(emissions.components.means, dtype)
+        self.covars_ = np.asarray(emissions.components.covariances, dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class _HMMLearnMixture(MixtureComponent):
+    """A Gaussian mixture per state whose weights update only with ``w``."""
+
+    update: str = "w"
+
+    def _maximize_weights(self, counts, weights):
+        if "w" not in self.update:
+            return weights
+        return super()._maximize_weights(counts, weights)
