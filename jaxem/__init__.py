@@ -41,6 +41,7 @@ from jaxem.models._gaussian_mixture import GaussianMixture, GaussianMixturePrior
 from jaxem.models._hmm import HMM, pad_sequences
 from jaxem.models._log_joint import LogJointModel
 from jaxem.models._mixture import Mixture
+from jaxem.models._mixture_component import MixtureComponent
 from jaxem.models.components._bernoulli import Bernoulli
 from jaxem.models.components._categorical import Categorical
 from jaxem.models.components._component import Component
@@ -73,6 +74,7 @@ __all__ = [
     "LogJointModel",
     "LogisticRegression",
     "Mixture",
+    "MixtureComponent",
     "MixtureOfExperts",
     "Model",
     "OnlineEM",

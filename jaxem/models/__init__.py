@@ -16,11 +16,14 @@ from jaxem.models._experts import (
 from jaxem.models._gaussian_mixture import GaussianMixtureParams
 from jaxem.models._hmm import HMMParams, HMMStats
 from jaxem.models._mixture import MixtureParams, MixtureStats, initial_responsibilities
+from jaxem.models._mixture_component import MixtureComponentParams, MixtureComponentStats
 
 __all__ = [
     "GaussianMixtureParams",
     "HMMParams",
     "HMMStats",
+    "MixtureComponentParams",
+    "MixtureComponentStats",
     "MixtureOfExpertsMStepState",
     "MixtureOfExpertsParams",
     "MixtureOfExpertsStats",
