@@ -26,6 +26,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from jaxem._driver import fit as _fit
+from jaxem.inference._hmm import hmm_smoother
 from jaxem.models._hmm import HMM, HMMParams, HMMStats, check_lengths, pad_sequences
 from jaxem.models._mixture_component import MixtureComponent, MixtureComponentParams
 from jaxem.models.components._categorical import Categorical, CategoricalParams
@@ -278,7 +279,11 @@ def _jit(name):
 
 
 _log_prob = _jit("log_prob")
-_posterior = _jit("posterior")
+# (per-sequence log-likelihoods and posterior marginals from one smoother pass)
+_smooth = jax.jit(
+    lambda model, params, x: model._over_sequences(hmm_smoother, params, x)[0][:2],
+    static_argnums=0,
+)
 _viterbi = _jit("most_likely_states")
 _sample = jax.jit(lambda model, key, params, n: model.sample(key, params, n), static_argnums=(0, 3))
 
@@ -522,8 +527,7 @@ class _BaseHMM(BaseEstimator):
     def score_samples(self, X, lengths=None):
         """The total log-likelihood of ``X`` and the posterior state
         probabilities of its rows, ``(n_samples, n_components)``."""
-        log_prob, _ = self._run(_log_prob, X, lengths)
-        posteriors, lengths = self._run(_posterior, X, lengths)
+        (log_prob, posteriors), lengths = self._run(_smooth, X, lengths)
         return float(np.sum(log_prob)), self._unpad(posteriors, lengths)
 
     def score(self, X, lengths=None):
