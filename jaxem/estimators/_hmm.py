@@ -484,6 +484,11 @@ class _BaseHMM(BaseEstimator):
         self._check()
         self.monitor_ = ConvergenceMonitor(self.tol, self.n_iter, self.verbose)
         num_sequences = len(lengths)
+        if self.verbose:
+            print(
+                "iteration, mean log-likelihood per sequence (monitor_.history holds the totals)",
+                file=sys.stderr,
+            )
         with jax.enable_x64(dtype == np.float64):
             model = self._model()
             x = self._batch(X, lengths, dtype)
