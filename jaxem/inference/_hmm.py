@@ -4,7 +4,10 @@ For one sequence of ``T`` steps over ``K`` states, everything is a function
 of three log-potentials:
 
 - ``log_initial (K,)``: ``log p(z_0 = k)``;
-- ``log_transition (K, K)``: ``log p(z_t = j | z_{t-1} = i)`` at ``[i, j]``;
+- ``log_transition (K, K)``: ``log p(z_t = j | z_{t-1} = i)`` at ``[i, j]``,
+  or ``(T, K, K)`` for a chain whose transitions change over time (an
+  input-driven HMM): ``[t, i, j]`` moves from step ``t − 1`` to step ``t``
+  (``[0]`` is unused);
 - ``log_emissions (T, K)``: ``log p(x_t | z_t = k)``;
 
 and an optional ``length`` (``1 <= length <= T``): steps from ``length`` on
@@ -49,8 +52,12 @@ class HMMPosterior(NamedTuple):
     Attributes:
       log_likelihood: ``log p(x_{0:L})``, a scalar.
       marginals: ``(T, K)``, ``p(z_t = k | x)``; zero at padded steps.
-      transitions: ``(K, K)``, the expected number of transitions
-        ``Σ_t p(z_t = i, z_{t+1} = j | x)`` over the sequence.
+      transitions: the expected transitions, of ``log_transition``'s shape
+        (the gradient of the log-likelihood with respect to it): ``(K, K)``,
+        the expected number ``Σ_t p(z_{t−1} = i, z_t = j | x)`` over the
+        sequence, or, for time-varying ``(T, K, K)`` transitions, each
+        step's ``p(z_{t−1} = i, z_t = j | x)`` at ``[t, i, j]`` (zero at
+        ``t = 0`` and at padded steps).
     """
 
     log_likelihood: Array
@@ -77,6 +84,23 @@ def _normalize(log_values: Array, axis: int | tuple[int, ...] = -1) -> tuple[Arr
     return log_values - safe, jnp.squeeze(lse, axis=axis)
 
 
+def _moves(log_transition: Array) -> Array | None:
+    """The per-step matrices ``(T − 1, K, K)`` a scan over steps ``1 … T − 1``
+    reads, for time-varying transitions; ``None`` (no scan input: the
+    constant matrix is closed over, the program unchanged) for ``(K, K)``."""
+    return log_transition[1:] if log_transition.ndim == 3 else None
+
+
+def _check_transition(log_transition: Array, log_emissions: Array) -> None:
+    num_steps, num_states = log_emissions.shape
+    if log_transition.shape not in ((num_states, num_states), (num_steps, num_states, num_states)):
+        raise ValueError(
+            f"log_transition must have shape (K, K) or (T, K, K) = "
+            f"{(num_steps, num_states, num_states)} for log_emissions of shape "
+            f"{tuple(log_emissions.shape)}; got {tuple(log_transition.shape)}"
+        )
+
+
 # ------------------------------------------------------------- sequential
 
 
@@ -86,40 +110,55 @@ def _forward(log_initial, log_transition, log_emissions, valid):
     first, first_norm = _normalize(log_initial + log_emissions[0])
 
     def step(previous, inputs):
-        log_emission, is_valid = inputs
-        predicted = logsumexp(previous[:, None] + log_transition, axis=0)
+        log_emission, is_valid, move = inputs
+        log_a = log_transition if move is None else move
+        predicted = logsumexp(previous[:, None] + log_a, axis=0)
         filtered, norm = _normalize(predicted + log_emission)
         filtered = jnp.where(is_valid, filtered, previous)
         return filtered, (filtered, jnp.where(is_valid, norm, 0.0))
 
-    _, (rest, norms) = lax.scan(step, first, (log_emissions[1:], valid[1:]))
+    moves = _moves(log_transition)
+    _, (rest, norms) = lax.scan(step, first, (log_emissions[1:], valid[1:], moves))
     filtered = jnp.concatenate([first[None], rest])
     return filtered, jnp.concatenate([first_norm[None], norms])
 
 
 def _backward(log_transition, log_emissions, filtered, valid):
     """Normalised backward log-messages ``(T, K)`` (zero from the last valid
-    step on) and the expected transition counts ``(K, K)``, by ``lax.scan``
-    in reverse (the counts accumulate in the carry: no ``(T, K, K)`` array)."""
-    num_states = log_transition.shape[0]
+    step on) and the expected transitions, by ``lax.scan`` in reverse: for
+    a ``(K, K)`` matrix the counts ``(K, K)`` accumulate in the carry (no
+    ``(T, K, K)`` array); for time-varying ``(T, K, K)`` matrices each
+    step's pair probabilities are the scan's output, ``(T, K, K)``."""
+    num_states = log_emissions.shape[1]
+    moves = _moves(log_transition)
 
     def step(carry, inputs):
         after, counts = carry  # after: the message at t + 1
-        log_emission_next, filtered_now, next_valid = inputs
+        log_emission_next, filtered_now, next_valid, move = inputs
+        log_a = log_transition if move is None else move
         # [i, j]: log p(z_{t+1} = j | z_t = i) + log p(x_{t+1:} | z_{t+1} = j)
-        ahead = log_transition + (log_emission_next + after)[None, :]
+        ahead = log_a + (log_emission_next + after)[None, :]
         message = logsumexp(ahead, axis=1)
         pair, _ = _normalize(filtered_now[:, None] + ahead, axis=(0, 1))
-        counts = counts + jnp.where(next_valid, jnp.exp(pair), 0.0)
+        pair = jnp.where(next_valid, jnp.exp(pair), 0.0)
+        if move is None:
+            counts = counts + pair
         message, _ = _normalize(message)
         message = jnp.where(next_valid, message, 0.0)
-        return (message, counts), message
+        if move is None:
+            return (message, counts), message
+        return (message, counts), (message, pair)
 
     dtype = log_emissions.dtype
     init = (jnp.zeros((num_states,), dtype), jnp.zeros((num_states, num_states), dtype))
-    (_, counts), messages = lax.scan(
-        step, init, (log_emissions[1:], filtered[:-1], valid[1:]), reverse=True
+    (_, counts), outputs = lax.scan(
+        step, init, (log_emissions[1:], filtered[:-1], valid[1:], moves), reverse=True
     )
+    if moves is None:
+        messages = outputs
+    else:
+        messages, pairs = outputs
+        counts = jnp.concatenate([jnp.zeros((1, num_states, num_states), dtype), pairs])
     backward = jnp.concatenate([messages, jnp.zeros((1, num_states), dtype)])
     return backward, counts
 
@@ -174,13 +213,15 @@ def _next_valid(valid: Array) -> Array:
 
 def _chain_elements(log_initial, log_transition, log_emissions, valid):
     """The log-matrices the parallel scans combine, ``(T, K, K)`` each:
-    ``steps[t][i, j] = log A[i, j] + log e_t[j]`` (row-independent
+    ``steps[t][i, j] = log A_t[i, j] + log e_t[j]`` (row-independent
     ``log π_j + log e_0[j]`` at ``t = 0``), which carry messages forward, and
     ``ahead[t] = steps[t + 1]``, which carry them backward; the identity
     where the step (for ``ahead``, the next step) is padding."""
     num_steps, num_states = log_emissions.shape
     identity = _identity_logs(num_steps, num_states, log_emissions.dtype)
-    steps = log_transition[None] + log_emissions[:, None, :]
+    if log_transition.ndim == 2:
+        log_transition = log_transition[None]
+    steps = log_transition + log_emissions[:, None, :]
     ahead = jnp.where(_next_valid(valid)[:, None, None], jnp.roll(steps, -1, axis=0), identity)
     steps = steps.at[0].set(jnp.broadcast_to(log_initial + log_emissions[0], steps.shape[1:]))
     return jnp.where(valid[:, None, None], steps, identity), ahead
@@ -206,10 +247,15 @@ def _parallel_backward(ahead, valid):
 
 def _pair_counts(log_transition, log_emissions, filtered, backward, valid):
     """``Σ_t p(z_t, z_{t+1} | x)`` from all steps at once, ``(T − 1, K, K)``
-    temporaries (the parallel path's memory is already of that order)."""
-    ahead = log_transition[None] + (log_emissions[1:] + backward[1:])[:, None, :]
+    temporaries (the parallel path's memory is already of that order); for
+    time-varying transitions, the pairs of each step, ``(T, K, K)``."""
+    moves = log_transition[None] if log_transition.ndim == 2 else log_transition[1:]
+    ahead = moves + (log_emissions[1:] + backward[1:])[:, None, :]
     pair, _ = _normalize(filtered[:-1, :, None] + ahead, axis=(1, 2))
-    return jnp.sum(jnp.where(valid[1:, None, None], jnp.exp(pair), 0.0), axis=0)
+    pairs = jnp.where(valid[1:, None, None], jnp.exp(pair), 0.0)
+    if log_transition.ndim == 2:
+        return jnp.sum(pairs, axis=0)
+    return jnp.concatenate([jnp.zeros_like(pairs[:1]), pairs])
 
 
 # ------------------------------------------------------------------ public
@@ -226,7 +272,9 @@ def hmm_filter(
 
     Args:
       log_initial: ``(K,)`` log initial-state probabilities.
-      log_transition: ``(K, K)`` log transition probabilities, ``[from, to]``.
+      log_transition: ``(K, K)`` log transition probabilities, ``[from, to]``,
+        or ``(T, K, K)``: at ``[t]``, those from step ``t − 1`` to step ``t``
+        (``[0]`` unused).
       log_emissions: ``(T, K)``, ``log p(x_t | z_t = k)``.
       length: the number of valid steps (``1 … T``; default ``T``): later
         steps are padding.
@@ -250,6 +298,7 @@ def hmm_filter(
     log_initial, log_transition, log_emissions = _as_arrays(
         log_initial, log_transition, log_emissions
     )
+    _check_transition(log_transition, log_emissions)
     valid = _valid_steps(log_emissions.shape[0], length)
     if parallel:
         steps, _ = _chain_elements(log_initial, log_transition, log_emissions, valid)
@@ -286,6 +335,7 @@ def hmm_smoother(
     log_initial, log_transition, log_emissions = _as_arrays(
         log_initial, log_transition, log_emissions
     )
+    _check_transition(log_transition, log_emissions)
     valid = _valid_steps(log_emissions.shape[0], length)
     if parallel:
         steps, ahead = _chain_elements(log_initial, log_transition, log_emissions, valid)
@@ -308,12 +358,15 @@ def hmm_posterior_from_gradient(
 ) -> HMMPosterior:
     """The posterior as the gradient of the forward pass's log-likelihood:
     ``∂ log p(x) / ∂ log_emissions[t, k] = p(z_t = k | x)`` and
-    ``∂ log p(x) / ∂ log_transition[i, j] = Σ_t p(z_t = i, z_{t+1} = j | x)``.
+    ``∂ log p(x) / ∂ log_transition[i, j] = Σ_t p(z_t = i, z_{t+1} = j | x)``
+    (for time-varying transitions, ``∂ / ∂ log_transition[t, i, j] =
+    p(z_{t−1} = i, z_t = j | x)``).
     Equal to :func:`hmm_smoother`; the way a model given only by its
     log-potentials gets its E-step (arguments as :func:`hmm_filter`)."""
     log_initial, log_transition, log_emissions = _as_arrays(
         log_initial, log_transition, log_emissions
     )
+    _check_transition(log_transition, log_emissions)
     valid = _valid_steps(log_emissions.shape[0], length)
 
     def log_likelihood(log_transition, log_emissions):
@@ -346,6 +399,7 @@ def viterbi(
     log_initial, log_transition, log_emissions = _as_arrays(
         log_initial, log_transition, log_emissions
     )
+    _check_transition(log_transition, log_emissions)
     num_steps, num_states = log_emissions.shape
     valid = _valid_steps(num_steps, length)
     if parallel:
@@ -353,13 +407,18 @@ def viterbi(
     states = jnp.arange(num_states, dtype=jnp.int32)
 
     def step(best, inputs):
-        log_emission, is_valid = inputs
-        scores = best[:, None] + log_transition
+        log_emission, is_valid, move = inputs
+        log_a = log_transition if move is None else move
+        scores = best[:, None] + log_a
         pointer = jnp.argmax(scores, axis=0).astype(jnp.int32)
         new = jnp.max(scores, axis=0) + log_emission
         return jnp.where(is_valid, new, best), jnp.where(is_valid, pointer, states)
 
-    final, pointers = lax.scan(step, log_initial + log_emissions[0], (log_emissions[1:], valid[1:]))
+    final, pointers = lax.scan(
+        step,
+        log_initial + log_emissions[0],
+        (log_emissions[1:], valid[1:], _moves(log_transition)),
+    )
     last = jnp.argmax(final).astype(jnp.int32)
 
     def back(state, pointer):
@@ -389,13 +448,29 @@ def _parallel_viterbi(log_initial, log_transition, log_emissions, valid):
 def hmm_sample_states(
     key: Array, log_initial: Array, log_transition: Array, num_steps: int
 ) -> Array:
-    """A state path ``(num_steps,)`` int32 drawn from the Markov chain."""
+    """A state path ``(num_steps,)`` int32 drawn from the Markov chain.
+
+    ``log_transition`` is ``(K, K)``, or ``(num_steps, K, K)`` for
+    time-varying transitions (``[t]`` moves from step ``t − 1`` to ``t``).
+    """
+    log_initial, log_transition = _as_arrays(log_initial, log_transition)
+    num_states = log_initial.shape[0]
+    if log_transition.shape not in (
+        (num_states, num_states),
+        (num_steps, num_states, num_states),
+    ):
+        raise ValueError(
+            f"log_transition must have shape (K, K) or (num_steps, K, K) = "
+            f"{(num_steps, num_states, num_states)}; got {tuple(log_transition.shape)}"
+        )
     first_key, key = jax.random.split(key)
     first = jax.random.categorical(first_key, log_initial).astype(jnp.int32)
 
-    def step(state, step_key):
-        following = jax.random.categorical(step_key, log_transition[state]).astype(jnp.int32)
+    def step(state, inputs):
+        step_key, move = inputs
+        log_a = log_transition if move is None else move
+        following = jax.random.categorical(step_key, log_a[state]).astype(jnp.int32)
         return following, following
 
-    _, rest = lax.scan(step, first, jax.random.split(key, num_steps - 1))
+    _, rest = lax.scan(step, first, (jax.random.split(key, num_steps - 1), _moves(log_transition)))
     return jnp.concatenate([first[None], rest])
