@@ -13,9 +13,10 @@ on CPU, GPU or TPU.
 
 The top level holds what a user calls: the fitting functions, the latent
 structures (:class:`Mixture`, :class:`GaussianMixture`,
-:class:`MixtureOfExperts`, :class:`HMM`, :class:`LogJointModel`), the component families
-they are built from, the two contracts (:class:`Model`, :class:`Component`)
-and :class:`PerObservation`, criteria and datasets. Parameter and statistics
+:class:`MixtureOfExperts`, :class:`HMM`, :class:`InputDrivenHMM`,
+:class:`LogJointModel`), the component families they are built from, the
+two contracts (:class:`Model`, :class:`Component`) and
+:class:`PerObservation`, criteria and datasets. Parameter and statistics
 types live in :mod:`jaxem.models` and :mod:`jaxem.models.components`; pure
 inference functions in :mod:`jaxem.inference`; generalized EM in
 :mod:`jaxem.gem`; scikit-learn-style estimators in :mod:`jaxem.estimators`.
@@ -39,6 +40,7 @@ from jaxem._stats import PerObservation
 from jaxem.models._experts import MixtureOfExperts
 from jaxem.models._gaussian_mixture import GaussianMixture, GaussianMixturePrior
 from jaxem.models._hmm import HMM, pad_sequences
+from jaxem.models._input_hmm import InputDrivenHMM
 from jaxem.models._log_joint import LogJointModel
 from jaxem.models._mixture import Mixture
 from jaxem.models._mixture_component import MixtureComponent
@@ -70,6 +72,7 @@ __all__ = [
     "GaussianMixturePrior",
     "GaussianPrior",
     "HMM",
+    "InputDrivenHMM",
     "LinearRegression",
     "LogJointModel",
     "LogisticRegression",

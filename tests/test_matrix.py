@@ -11,9 +11,10 @@
   constant, from 1e-20 to 1e20.
 
 The families are ``tests/families.py``'s (a new family joins by adding one
-entry there). Every degenerate case of a family runs through one compiled
-program (the same shapes and options; only values change), so the matrix
-costs a few compilations per family.
+entry there; one marked ``fits=False`` is checked for bad input only).
+Every degenerate case of a family runs through one compiled program (the
+same shapes and options; only values change), so the matrix costs a few
+compilations per family.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import pytest
 
 import jaxem
-from tests.families import FAMILIES, NAMES, K, N, with_value
+from tests.families import FAMILIES, FITTED, NAMES, K, N, with_value
 
 KEY = jax.random.key(0)
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -243,7 +244,7 @@ def assert_flagged_fit(result, label: str) -> None:
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", FITTED)
 def test_degenerate_data_and_weight_scales(name, dtype):
     """Every degenerate case gives finite parameters (every restart) and no
     false flag; multiplying all weights by 1e-20, 1e-6 or 1e20 gives the
@@ -284,6 +285,13 @@ def collapse(params: Any) -> Any:
     gate (or logit) that never chooses it."""
     if hasattr(params, "weights"):
         return params._replace(weights=np.array([1.0, 0.0], params.weights.dtype))
+    if hasattr(params, "transition_bias"):  # never enters state 1, whatever the inputs
+        dtype = params.initial.dtype
+        return params._replace(
+            initial=np.array([1.0, 0.0], dtype),
+            transition_weights=np.zeros_like(params.transition_weights),
+            transition_bias=np.array([[0.0, -1e3]] * 2, dtype),
+        )
     if hasattr(params, "transitions"):  # a chain that never enters state 1
         dtype = params.initial.dtype
         return params._replace(
@@ -298,7 +306,7 @@ def collapse(params: Any) -> Any:
     return (np.array([0.0, -50.0], logits.dtype), rest)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", FITTED)
 def test_collapsed_component_and_as_many_rows_as_components(name):
     """Float32. A component with no mass is flagged collapsed (and the other
     is not); a fit started there stays finite and its flags are the truth:

@@ -1,10 +1,11 @@
 """Latent structures built from components: parameter and statistics types.
 
 The models themselves (:class:`jaxem.Mixture`, :class:`jaxem.GaussianMixture`,
-:class:`jaxem.MixtureOfExperts`, :class:`jaxem.HMM`, :class:`jaxem.LogJointModel`) live at the
-top level. This module holds the types of their parameters (to build or
-inspect them by hand), their statistics and their M-step states; the
-component families' own types are in :mod:`jaxem.models.components`.
+:class:`jaxem.MixtureOfExperts`, :class:`jaxem.HMM`, :class:`jaxem.InputDrivenHMM`,
+:class:`jaxem.LogJointModel`) live at the top level. This module holds the
+types of their parameters (to build or inspect them by hand), their
+statistics and their M-step states; the component families' own types are in
+:mod:`jaxem.models.components`.
 """
 
 from jaxem.models._experts import (
@@ -15,6 +16,12 @@ from jaxem.models._experts import (
 )
 from jaxem.models._gaussian_mixture import GaussianMixtureParams
 from jaxem.models._hmm import HMMParams, HMMStats
+from jaxem.models._input_hmm import (
+    InputDrivenHMMMStepState,
+    InputDrivenHMMParams,
+    InputDrivenHMMStats,
+    InputDrivenTransitionStats,
+)
 from jaxem.models._mixture import MixtureParams, MixtureStats, initial_responsibilities
 from jaxem.models._mixture_component import MixtureComponentParams, MixtureComponentStats
 
@@ -22,6 +29,10 @@ __all__ = [
     "GaussianMixtureParams",
     "HMMParams",
     "HMMStats",
+    "InputDrivenHMMMStepState",
+    "InputDrivenHMMParams",
+    "InputDrivenHMMStats",
+    "InputDrivenTransitionStats",
     "MixtureComponentParams",
     "MixtureComponentStats",
     "MixtureOfExpertsMStepState",
