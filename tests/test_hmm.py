@@ -91,14 +91,16 @@ def test_gradient_e_step_equals_forward_backward():
 
 def test_parallel_equals_sequential_on_a_long_float32_sequence():
     """float32 over 100,000 steps: finite, normalised, and the two
-    algorithms agree (the log-likelihood to float32 rounding of its size)."""
+    algorithms agree (the log-likelihood to float32 rounding of its size,
+    about 1e5; the posteriors to 1e-5: the parallel scan's common scale is
+    kept apart from the messages, which without it were off by 4e-3)."""
     rng = np.random.default_rng(2)
     chain = [a.astype(np.float32) for a in random_chain(rng, k=4, num_steps=100_000)]
     run = jax.jit(inference.hmm_smoother, static_argnames="parallel")
     sequential, parallel = run(*chain, parallel=False), run(*chain, parallel=True)
     assert np.isfinite(float(sequential.log_likelihood))
     np.testing.assert_allclose(parallel.log_likelihood, sequential.log_likelihood, rtol=1e-5)
-    np.testing.assert_allclose(parallel.marginals, sequential.marginals, atol=2e-3)
+    np.testing.assert_allclose(parallel.marginals, sequential.marginals, atol=1e-5)
     np.testing.assert_allclose(np.sum(sequential.marginals, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.sum(sequential.transitions), 100_000 - 1, rtol=1e-4)
 

@@ -170,25 +170,33 @@ def _marginals(filtered: Array, backward: Array, valid: Array) -> Array:
 
 # --------------------------------------------------------- parallel in time
 #
-# An element is a (K, K) matrix of probabilities Q, stored as (P, s) with
-# Q[i, j] = P[i, j] · exp(s[i]) and every row of P having maximum 1 (rows are
-# scaled separately, so a row that is improbable as a whole keeps its
-# precision). Composition is the matrix product, in that representation.
+# An element is a (K, K) matrix of probabilities Q, stored as (P, r, c) with
+# Q[i, j] = P[i, j] · exp(r[i] + c): every row of P has maximum 1, the row
+# scales r are relative (their maximum is 0), and c is one common log scale.
+# Rows are scaled separately, so a row that is improbable as a whole keeps
+# its precision; the common scale, which grows like the log-likelihood (to
+# 1e5 and beyond on long sequences), is kept apart, so that normalising a
+# message never subtracts two such large numbers (in float32 that would
+# leave errors of 1e-2 in the posteriors). Composition is the matrix
+# product, in that representation.
 
 
-def _to_element(log_matrices: Array) -> tuple[Array, Array]:
-    scale = jnp.max(log_matrices, axis=-1)
-    safe = jnp.where(jnp.isfinite(scale), scale, 0.0)
-    return jnp.exp(log_matrices - safe[..., None]), jnp.where(jnp.isfinite(scale), scale, -jnp.inf)
+def _to_element(log_matrices: Array) -> tuple[Array, Array, Array]:
+    rows = jnp.max(log_matrices, axis=-1)
+    safe_rows = jnp.where(jnp.isfinite(rows), rows, 0.0)
+    common = jnp.max(rows, axis=-1)
+    safe = jnp.where(jnp.isfinite(common), common, 0.0)
+    matrices = jnp.exp(log_matrices - safe_rows[..., None])
+    return matrices, rows - safe[..., None], jnp.where(jnp.isfinite(common), common, -jnp.inf)
 
 
 def _compose(earlier, later):
     """``earlier @ later`` for (batches of) elements."""
-    first, first_scale = earlier
-    second, second_scale = later
-    # Shift each row i by max_k (log first[i, k] + second_scale[k]), so that
+    first, first_rows, first_common = earlier
+    second, second_rows, second_common = later
+    # Shift each row i by max_k (log first[i, k] + second_rows[k]), so that
     # the product's row maximum is at least 1 (no row underflows).
-    shifted = jnp.log(first) + second_scale[..., None, :]
+    shifted = jnp.log(first) + second_rows[..., None, :]
     shift = jnp.max(shifted, axis=-1)
     safe = jnp.where(jnp.isfinite(shift), shift, 0.0)
     product = jnp.matmul(
@@ -196,7 +204,10 @@ def _compose(earlier, later):
     )
     peak = jnp.max(product, axis=-1)
     product = product / jnp.where(peak > 0, peak, 1.0)[..., None]
-    return product, first_scale + safe + jnp.log(peak)
+    rows = first_rows + safe + jnp.log(peak)
+    top = jnp.max(rows, axis=-1)
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    return product, rows - top[..., None], first_common + second_common + top
 
 
 def _identity_logs(num_steps: int, num_states: int, dtype) -> Array:
@@ -228,20 +239,20 @@ def _chain_elements(log_initial, log_transition, log_emissions, valid):
 
 
 def _parallel_forward(steps):
-    products, scales = lax.associative_scan(_compose, _to_element(steps))
-    # Every row of a prefix that starts at step 0 is the same: take row 0.
-    log_alpha = jnp.log(products[:, 0, :]) + scales[:, :1]
-    filtered, totals = _normalize(log_alpha)
-    return filtered, totals
+    products, rows, common = lax.associative_scan(_compose, _to_element(steps))
+    # Every row of a prefix that starts at step 0 is the same: take row 0
+    # (normalised without its scales; they enter the log-likelihood alone).
+    filtered, totals = _normalize(jnp.log(products[:, 0, :]))
+    return filtered, totals + rows[:, 0] + common
 
 
 def _parallel_backward(ahead, valid):
     # (reverse=True hands the combination (later, earlier))
-    products, scales = lax.associative_scan(
+    products, rows, _ = lax.associative_scan(
         lambda later, earlier: _compose(earlier, later), _to_element(ahead), reverse=True
     )
-    log_beta = jnp.log(jnp.sum(products, axis=-1)) + scales
-    backward, _ = _normalize(log_beta)
+    # (the common scale is the same for every state: normalising drops it)
+    backward, _ = _normalize(jnp.log(jnp.sum(products, axis=-1)) + rows)
     return jnp.where(_next_valid(valid)[:, None], backward, 0.0)
 
 
