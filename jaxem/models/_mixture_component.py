@@ -123,8 +123,12 @@ class MixtureComponent(Component):
                 raise ValueError("params.weights must be finite and non-negative")
             if not np.allclose(weights.sum(axis=1), 1.0, atol=1e-4):
                 raise ValueError(f"params.weights rows must sum to 1; got {weights.sum(axis=1)}")
+        # (concrete leaves sliced on the host: checking compiles nothing)
+        host = jax.tree.map(
+            lambda leaf: np.asarray(leaf) if is_concrete(leaf) else leaf, params.components
+        )
         for k in range(num_components):
-            self.component.check_params(_take(params.components, k), x, self.num_mix)
+            self.component.check_params(_take(host, k), x, self.num_mix)
 
     def block_rows(self, x: Any, num_components: int) -> int:
         """The inner family's, for all ``K · M`` inner components."""
