@@ -34,3 +34,39 @@ def load_faithful(return_names: bool = False):
         names = next(reader)
         x = np.array([[float(value) for value in row] for row in reader])
     return (x, names) if return_names else x
+
+
+def load_earthquakes(return_years: bool = False):
+    """Annual counts of major earthquakes worldwide, 1900–2006 (Zucchini &
+    MacDonald 2009).
+
+    The number of earthquakes of magnitude 7 and above in each year from
+    1900 to 2006 (107 years), as given by W. Zucchini and I. L. MacDonald,
+    *Hidden Markov Models for Time Series: An Introduction Using R*
+    (Chapman & Hall/CRC, 2009), p. 4; compiled there from the U.S.
+    Geological Survey's earthquake lists. The counts are overdispersed for
+    a single Poisson distribution (mean about 19.4, variance about 51.6) and
+    serially correlated: the classic example of a Poisson hidden Markov
+    model.
+
+    Args:
+      return_years: also return the years.
+
+    Returns:
+      ``counts``, an int64 numpy array of shape ``(107,)``, or
+      ``(counts, years)`` with ``years`` the int64 array ``1900, ..., 2006``.
+
+    Examples:
+      >>> import jaxem
+      >>> counts, years = jaxem.load_earthquakes(return_years=True)
+      >>> counts.shape, int(years[0]), int(years[-1])
+      ((107,), 1900, 2006)
+      >>> round(float(counts.mean()), 2)
+      19.36
+    """
+    with resources.files("jaxem").joinpath("data/earthquakes.csv").open() as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        rows = np.array([[int(value) for value in row] for row in reader], dtype=np.int64)
+    years, counts = rows[:, 0], rows[:, 1]
+    return (counts, years) if return_years else counts
