@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxem._numerics import num_rows
+from jaxem._model import as_model
 
 Array = jax.Array
 
@@ -21,8 +20,9 @@ def bic(model, params: Any, x: Array) -> Array:
     Args:
       model: a model of the :class:`~jaxem.Model` contract.
       params: its parameters.
-      x: data with ``n`` observations along the leading axis (an array, or a
-        tuple of arrays such as ``(inputs, targets)``).
+      x: data with ``n`` observations (``model.num_observations(x)``: the
+        rows of an array or of a tuple of arrays such as ``(inputs,
+        targets)``; the valid steps of a batch of sequences).
 
     Returns:
       A scalar. Jitted with ``model`` static (compiles once per model and
@@ -40,7 +40,8 @@ def bic(model, params: Any, x: Array) -> Array:
       2
     """
     log_lik = jnp.sum(model.log_prob(params, x))
-    return -2.0 * log_lik + model.num_parameters(params) * math.log(num_rows(x))
+    n = jnp.asarray(as_model(model).num_observations(x), log_lik.dtype)
+    return -2.0 * log_lik + model.num_parameters(params) * jnp.log(n)
 
 
 @functools.partial(jax.jit, static_argnums=0)

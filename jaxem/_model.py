@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxem._numerics import num_rows
 from jaxem._validation import check_finite_data, is_concrete
 
 Array = jax.Array
@@ -42,7 +43,14 @@ Stats = Any  # additive arrays and PerObservation parts
 MStepState = Any  # () for closed-form M-steps
 
 REQUIRED = ("init", "e_step", "m_step", "log_prob", "posterior", "log_prior")
-OPTIONAL = ("check_data", "check_params", "init_m_step_state", "shift_stats", "diagnose")
+OPTIONAL = (
+    "check_data",
+    "check_params",
+    "init_m_step_state",
+    "shift_stats",
+    "diagnose",
+    "num_observations",
+)
 
 
 def check_finite_params(params: Any) -> None:
@@ -147,6 +155,11 @@ class Model(Protocol):
         components that lost all their mass), reported on the fit's result.
         Default: none."""
         return {}
+
+    def num_observations(self, x: Any) -> Any:
+        """The number of observations in ``x``, BIC's ``n``. Default: the
+        rows (a sequence model counts its steps instead)."""
+        return num_rows(x)
 
 
 @dataclasses.dataclass(frozen=True)

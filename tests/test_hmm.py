@@ -158,6 +158,10 @@ def test_ragged_batch_equals_separate_sequences_and_padding_changes_nothing():
     np.testing.assert_allclose(posterior.sum(axis=2), np.arange(12)[None] < lengths[:, None])
     path, _ = jax.jit(model.most_likely_states)(params, ragged)
     assert path.shape == (3, 12)
+    # BIC's n is the number of valid steps (26), not of sequences.
+    p = model.num_parameters(params)
+    expected = -2.0 * np.sum(separate) + p * np.log(lengths.sum())
+    np.testing.assert_allclose(jaxem.bic(model, params, ragged), expected, rtol=1e-12)
 
 
 def numpy_baum_welch(x, lengths, params):

@@ -453,6 +453,11 @@ class HMM(Model):
         )
         return self.emission.sample(emission_key, params.emissions, states), states
 
+    def num_observations(self, x: Any) -> Array:
+        """The number of valid steps (BIC's ``n``: an HMM observes steps; its
+        rows are sequences)."""
+        return jnp.sum(self._unpack(x)[1])
+
     def num_parameters(self, params: HMMParams) -> int:
         """Free parameters: ``K − 1`` initial, ``K(K − 1)`` transition, and the
         emission family's."""

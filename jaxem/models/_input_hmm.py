@@ -486,6 +486,10 @@ class InputDrivenHMM(HMM):
         states = hmm_sample_states(state_key, jnp.log(params.initial), log_a, inputs.shape[0])
         return self.emission.sample(emission_key, params.emissions, states), states
 
+    def num_observations(self, x: Any) -> Array:
+        """The number of valid steps."""
+        return super().num_observations(_split(x)[0])
+
     def num_parameters(self, params: InputDrivenHMMParams) -> int:
         """Free parameters: ``K − 1`` initial, ``K (K − 1)(P + 1)`` transition
         weights and biases, and the emission family's."""
