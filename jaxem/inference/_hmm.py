@@ -104,20 +104,49 @@ def _check_transition(log_transition: Array, log_emissions: Array) -> None:
 # ------------------------------------------------------------- sequential
 
 
+def _probabilities(log_transition: Array) -> tuple[Array, Array | None]:
+    """The transition probabilities a scan over steps ``1 … T − 1`` uses:
+    ``(constant (K, K), None)``, or ``(unused, per-step (T − 1, K, K))`` as
+    the scan's input (the constant path's program is unchanged)."""
+    matrices = jnp.exp(log_transition)
+    if log_transition.ndim == 3:
+        return matrices[0], matrices[1:]
+    return matrices, None
+
+
+def _safe_log(values: Array) -> Array:
+    """``log`` of non-negative values, ``-inf`` at zero with a zero (not
+    NaN) gradient there."""
+    positive = values > 0
+    return jnp.where(positive, jnp.log(jnp.where(positive, values, 1.0)), -jnp.inf)
+
+
+def _propagate(probabilities: Array, matrix: Array) -> Array:
+    """``probabilities @ matrix`` in full precision (no TF32 on GPUs)."""
+    return jnp.matmul(probabilities, matrix, precision=lax.Precision.HIGHEST)
+
+
 def _forward(log_initial, log_transition, log_emissions, valid):
     """Normalised filtered log-probabilities ``(T, K)`` and the per-step log
-    normalisers ``(T,)`` (zero at padded steps), by ``lax.scan``."""
+    normalisers ``(T,)`` (zero at padded steps), by ``lax.scan``.
+
+    The messages are carried as normalised log-probabilities, and each step's
+    prediction is one vector-matrix product in probability space (the
+    filtered distribution sums to one, so it cannot overflow, and a state
+    whose probability underflows is one the data have ruled out): ``2K``
+    exponentials a step instead of the ``K²`` of a log-space product.
+    """
     first, first_norm = _normalize(log_initial + log_emissions[0])
+    constant, moves = _probabilities(log_transition)
 
     def step(previous, inputs):
         log_emission, is_valid, move = inputs
-        log_a = log_transition if move is None else move
-        predicted = logsumexp(previous[:, None] + log_a, axis=0)
+        matrix = constant if move is None else move
+        predicted = _safe_log(_propagate(jnp.exp(previous), matrix))
         filtered, norm = _normalize(predicted + log_emission)
         filtered = jnp.where(is_valid, filtered, previous)
         return filtered, (filtered, jnp.where(is_valid, norm, 0.0))
 
-    moves = _moves(log_transition)
     _, (rest, norms) = lax.scan(step, first, (log_emissions[1:], valid[1:], moves))
     filtered = jnp.concatenate([first[None], rest])
     return filtered, jnp.concatenate([first_norm[None], norms])
@@ -128,22 +157,37 @@ def _backward(log_transition, log_emissions, filtered, valid):
     step on) and the expected transitions, by ``lax.scan`` in reverse: for
     a ``(K, K)`` matrix the counts ``(K, K)`` accumulate in the carry (no
     ``(T, K, K)`` array); for time-varying ``(T, K, K)`` matrices each
-    step's pair probabilities are the scan's output, ``(T, K, K)``."""
+    step's pair probabilities are the scan's output, ``(T, K, K)``.
+
+    As in :func:`_forward`, each step is one matrix-vector product in
+    probability space, on the message times the next emission scaled to a
+    maximum of one. The pair probabilities are the step's posterior
+    marginal times the conditional transition ``A_ij v_j / (A v)_i``, both
+    from normalised quantities, so they need no ``K × K`` exponentials and
+    do not underflow where the forward and backward messages hardly
+    overlap.
+    """
     num_states = log_emissions.shape[1]
-    moves = _moves(log_transition)
+    constant, moves = _probabilities(log_transition)
 
     def step(carry, inputs):
         after, counts = carry  # after: the message at t + 1
         log_emission_next, filtered_now, next_valid, move = inputs
-        log_a = log_transition if move is None else move
-        # [i, j]: log p(z_{t+1} = j | z_t = i) + log p(x_{t+1:} | z_{t+1} = j)
-        ahead = log_a + (log_emission_next + after)[None, :]
-        message = logsumexp(ahead, axis=1)
-        pair, _ = _normalize(filtered_now[:, None] + ahead, axis=(0, 1))
-        pair = jnp.where(next_valid, jnp.exp(pair), 0.0)
+        matrix = constant if move is None else move
+        ahead = log_emission_next + after  # log e_{t+1}(j) β_{t+1}(j), up to a constant
+        top = jnp.max(ahead)
+        top = jnp.where(jnp.isfinite(top), top, 0.0)
+        scaled = jnp.exp(ahead - top)  # (maximum 1)
+        sums = _propagate(matrix, scaled)  # Σ_j A_ij e_{t+1}(j) β_{t+1}(j), scaled
+        message, _ = _normalize(_safe_log(sums))
+        # p(z_t = i, z_{t+1} = j | x) = p(z_t = i | x) · A_ij v_j / (A v)_i
+        marginal, _ = _normalize(filtered_now + message)
+        reached = sums > 0
+        conditional = matrix * scaled[None, :] / jnp.where(reached, sums, 1.0)[:, None]
+        pair = jnp.where(reached[:, None], jnp.exp(marginal)[:, None] * conditional, 0.0)
+        pair = jnp.where(next_valid, pair, 0.0)
         if move is None:
             counts = counts + pair
-        message, _ = _normalize(message)
         message = jnp.where(next_valid, message, 0.0)
         if move is None:
             return (message, counts), message
