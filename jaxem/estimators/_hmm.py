@@ -152,17 +152,16 @@ class _HMMLearnChain(HMM):
 
 
 @dataclasses.dataclass(frozen=True)
-class _HMMLearnGaussian(Gaussian):
-    """Gaussian emissions with hmmlearn's M-step (Huang, Acero and Hon 2001):
-    means ``(λ m₀ + Σ r x) / (λ + N)``, covariances ``(Ψ + S + λ (μ − m₀)(μ −
-    m₀)ᵀ) / (max(ν − a, 0) + N)`` with ``S`` the scatter about the means and
-    ``a = D`` (full, tied) or ``1`` (diag, spherical; the denominator at least
-    ``1e-5``), and ``Ψ`` hmmlearn's ``covars_prior`` added as given."""
+class _HMMLearnGaussianRule(Gaussian):
+    """What hmmlearn's two Gaussian M-steps share: the normal prior's mean
+    update ``(λ m₀ + Σ r x) / (λ + N)`` (with ``m`` in ``update``), and the
+    scatter plus the prior's ``λ (μ − m₀)(μ − m₀)ᵀ``, in data units, from
+    the moments about the centres of the parameters they were computed under."""
 
     means_prior: Any = 0.0
     means_weight: Any = 0.0
-    covars_prior: Any = 1e-2
-    covars_weight: Any = 1.0
+    covars_prior: Any = 0.0
+    covars_weight: Any = 0.0
     update: str = "mc"
 
     def __post_init__(self):
@@ -170,22 +169,21 @@ class _HMMLearnGaussian(Gaussian):
         for name in ("means_prior", "means_weight", "covars_prior", "covars_weight"):
             object.__setattr__(self, name, _static(getattr(self, name)))
 
-    def maximize(self, stats, counts, params, m_step_state=()):
+    def _moments(self, stats, counts, params, about_new_means: bool):
+        """``(means, scatter + λ (μ − m₀)(μ − m₀)ᵀ)``: the scatter about the
+        new means, or about the old ones (hmmlearn's GMMHMM)."""
         cov = self.covariance
         k, dim = params.means.shape
         dtype = params.means.dtype
         centres, scale = self._frame(params)
         prior_mean = jnp.broadcast_to(_array(self.means_prior, dtype), (k, dim))
         weight = _per_state(self.means_weight, dtype, k)
+        means = params.means
         if "m" in self.update:
             totals = counts[:, None] * centres + scale * stats.sum_x  # Σ r x, in data units
             means = (weight[:, None] * prior_mean + totals) / (weight + counts)[:, None]
-        else:
-            means = params.means
-        if "c" not in self.update:
-            return GaussianParams(means, params.covariances, None), m_step_state
-        # The scatter about the means, from the moments about the centres.
-        shift = (means - centres) / scale
+        about = (means if about_new_means else params.means) - centres
+        shift = about / scale
         correction = (
             cov.scale_by(counts, cov.outer(shift, shift))
             - cov.outer(stats.sum_x, shift)
@@ -193,7 +191,27 @@ class _HMMLearnGaussian(Gaussian):
         )
         scatter = jnp.square(scale) * cov.finish_scatter(stats.sum_xx + cov.pool(correction))
         offset = means - prior_mean
-        numerator = scatter + cov.pool(cov.scale_by(weight, cov.outer(offset, offset)))
+        return means, scatter + cov.pool(cov.scale_by(weight, cov.outer(offset, offset)))
+
+
+@dataclasses.dataclass(frozen=True)
+class _HMMLearnGaussian(_HMMLearnGaussianRule):
+    """Gaussian emissions with hmmlearn's GaussianHMM M-step (Huang, Acero
+    and Hon 2001): covariances ``(Ψ + S + λ (μ − m₀)(μ − m₀)ᵀ) / (max(ν − a,
+    0) + N)`` with ``S`` the scatter about the new means and ``a = D``
+    (full, tied) or ``1`` (diag, spherical; the denominator at least
+    ``1e-5``), and ``Ψ`` hmmlearn's ``covars_prior`` added as given."""
+
+    covars_prior: Any = 1e-2
+    covars_weight: Any = 1.0
+
+    def maximize(self, stats, counts, params, m_step_state=()):
+        if "c" not in self.update:
+            means, _ = self._moments(stats, counts, params, about_new_means=True)
+            return GaussianParams(means, params.covariances, None), m_step_state
+        means, numerator = self._moments(stats, counts, params, about_new_means=True)
+        k, dim = params.means.shape
+        dtype = params.means.dtype
         psi = _array(self.covars_prior, dtype)
         nu = _per_state(self.covars_weight, dtype, k)
         kind = self.covariance_type
@@ -212,7 +230,7 @@ class _HMMLearnGaussian(Gaussian):
                 psi = psi[:, None] if psi.ndim == 1 else psi  # (per state)
                 psi = jnp.sum(jnp.broadcast_to(psi, (k, dim)), axis=1)
                 covariances = (numerator + psi) / (dim * denominator)
-        covariances = cov.regularize(covariances, 0.0)
+        covariances = self.covariance.regularize(covariances, 0.0)
         return GaussianParams(means, covariances, None), m_step_state
 
 
@@ -1041,63 +1059,34 @@ class PoissonHMM(_BaseHMM):
 
 
 @dataclasses.dataclass(frozen=True)
-class _HMMLearnMixtureGaussian(Gaussian):
-    """One state's Gaussian mixture components with hmmlearn's ``GMMHMM``
-    M-step: means ``(λ m₀ + Σ r x) / (λ + N)``, and covariances from the
-    scatter about the means the statistics were computed under (hmmlearn
-    accumulates it about the old means), the prior terms and hmmlearn's
-    denominators; ``covars_prior``/``covars_weight`` are resolved numbers."""
-
-    means_prior: Any = 0.0
-    means_weight: Any = 0.0
-    covars_prior: Any = 0.0
-    covars_weight: Any = 0.0
-    update: str = "mc"
-
-    def __post_init__(self):
-        super().__post_init__()
-        for name in ("means_prior", "means_weight", "covars_prior", "covars_weight"):
-            object.__setattr__(self, name, _static(getattr(self, name)))
+class _HMMLearnMixtureGaussian(_HMMLearnGaussianRule):
+    """One state's Gaussian mixture components with hmmlearn's GMMHMM
+    M-step: covariances from the scatter about the means the statistics were
+    computed under (hmmlearn accumulates it about the old means), the prior
+    terms and hmmlearn's denominators; ``covars_prior``/``covars_weight``
+    are resolved numbers."""
 
     def maximize(self, stats, counts, params, m_step_state=()):
-        cov = self.covariance
-        m, dim = params.means.shape
-        dtype = params.means.dtype
-        centres, scale = self._frame(params)
-        prior_mean = jnp.broadcast_to(_array(self.means_prior, dtype), (m, dim))
-        weight = _per_state(self.means_weight, dtype, m)
-        means = params.means
-        if "m" in self.update:
-            totals = counts[:, None] * centres + scale * stats.sum_x
-            means = (weight[:, None] * prior_mean + totals) / (weight + counts)[:, None]
+        means, numerator = self._moments(stats, counts, params, about_new_means=False)
         if "c" not in self.update:
             return GaussianParams(means, params.covariances, None), m_step_state
-        old = (params.means - centres) / scale
-        correction = (
-            cov.scale_by(counts, cov.outer(old, old))
-            - cov.outer(stats.sum_x, old)
-            - cov.outer(old, stats.sum_x)
-        )
-        scatter = jnp.square(scale) * cov.finish_scatter(stats.sum_xx + cov.pool(correction))
-        offset = means - prior_mean
-        prior_term = cov.pool(cov.scale_by(weight, cov.outer(offset, offset)))
+        m, dim = params.means.shape
+        dtype = params.means.dtype
         psi, nu = _array(self.covars_prior, dtype), _array(self.covars_weight, dtype)
         kind = self.covariance_type
         if kind == "full":
-            numerator = jnp.swapaxes(jnp.broadcast_to(psi, (m, dim, dim)), -1, -2)
-            covariances = (numerator + prior_term + scatter) / (counts + nu + dim + 2.0)[
-                :, None, None
-            ]
+            numerator = numerator + jnp.swapaxes(jnp.broadcast_to(psi, (m, dim, dim)), -1, -2)
+            covariances = numerator / (counts + nu + dim + 2.0)[:, None, None]
         elif kind == "tied":
-            numerator = jnp.broadcast_to(psi, (dim, dim)).T + prior_term + scatter
+            numerator = numerator + jnp.broadcast_to(psi, (dim, dim)).T
             covariances = numerator / (jnp.sum(counts) + m + nu + dim + 1.0)
         elif kind == "diag":
-            numerator = prior_term + 2.0 * jnp.broadcast_to(nu, (m, dim)) + scatter
+            numerator = numerator + 2.0 * jnp.broadcast_to(nu, (m, dim))
             covariances = numerator / (counts[:, None] + 1.0 + 2.0 * (psi + 1.0))
         else:
-            numerator = prior_term + 2.0 * jnp.broadcast_to(nu, (m,)) + scatter
+            numerator = numerator + 2.0 * jnp.broadcast_to(nu, (m,))
             covariances = numerator / (dim * (counts + 1.0) + 2.0 * (psi + 1.0))
-        covariances = cov.regularize(covariances, 0.0)
+        covariances = self.covariance.regularize(covariances, 0.0)
         return GaussianParams(means, covariances, None), m_step_state
 
 
