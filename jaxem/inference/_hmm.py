@@ -91,6 +91,17 @@ def _moves(log_transition: Array) -> Array | None:
     return log_transition[1:] if log_transition.ndim == 3 else None
 
 
+def _chain(log_initial, log_transition, log_emissions, length):
+    """The arguments of a public function as arrays, checked, and the
+    ``(T,)`` mask of valid steps."""
+    log_initial, log_transition, log_emissions = _as_arrays(
+        log_initial, log_transition, log_emissions
+    )
+    _check_transition(log_transition, log_emissions)
+    valid = _valid_steps(log_emissions.shape[0], length)
+    return log_initial, log_transition, log_emissions, valid
+
+
 def _check_transition(log_transition: Array, log_emissions: Array) -> None:
     num_steps, num_states = log_emissions.shape
     if log_transition.shape not in ((num_states, num_states), (num_steps, num_states, num_states)):
@@ -350,11 +361,9 @@ def hmm_filter(
       >>> round(float(jnp.exp(log_lik)), 6)  # Σ over the 4 paths of π_i e_0i A_ij e_1j
       0.124
     """
-    log_initial, log_transition, log_emissions = _as_arrays(
-        log_initial, log_transition, log_emissions
+    log_initial, log_transition, log_emissions, valid = _chain(
+        log_initial, log_transition, log_emissions, length
     )
-    _check_transition(log_transition, log_emissions)
-    valid = _valid_steps(log_emissions.shape[0], length)
     if parallel:
         steps, _ = _chain_elements(log_initial, log_transition, log_emissions, valid)
         log_filtered, totals = _parallel_forward(steps)
@@ -387,11 +396,9 @@ def hmm_smoother(
     Returns:
       An :class:`HMMPosterior`.
     """
-    log_initial, log_transition, log_emissions = _as_arrays(
-        log_initial, log_transition, log_emissions
+    log_initial, log_transition, log_emissions, valid = _chain(
+        log_initial, log_transition, log_emissions, length
     )
-    _check_transition(log_transition, log_emissions)
-    valid = _valid_steps(log_emissions.shape[0], length)
     if parallel:
         steps, ahead = _chain_elements(log_initial, log_transition, log_emissions, valid)
         filtered, totals = _parallel_forward(steps)
@@ -418,11 +425,9 @@ def hmm_posterior_from_gradient(
     p(z_{t−1} = i, z_t = j | x)``).
     Equal to :func:`hmm_smoother`; the way a model given only by its
     log-potentials gets its E-step (arguments as :func:`hmm_filter`)."""
-    log_initial, log_transition, log_emissions = _as_arrays(
-        log_initial, log_transition, log_emissions
+    log_initial, log_transition, log_emissions, valid = _chain(
+        log_initial, log_transition, log_emissions, length
     )
-    _check_transition(log_transition, log_emissions)
-    valid = _valid_steps(log_emissions.shape[0], length)
 
     def log_likelihood(log_transition, log_emissions):
         return jnp.sum(_forward(log_initial, log_transition, log_emissions, valid)[1])
@@ -451,12 +456,10 @@ def viterbi(
       ``(path, log_joint)``: ``(T,)`` int32 states (at padded steps, the last
       valid state) and ``max_z log p(x_{0:L}, z)``.
     """
-    log_initial, log_transition, log_emissions = _as_arrays(
-        log_initial, log_transition, log_emissions
+    log_initial, log_transition, log_emissions, valid = _chain(
+        log_initial, log_transition, log_emissions, length
     )
-    _check_transition(log_transition, log_emissions)
-    num_steps, num_states = log_emissions.shape
-    valid = _valid_steps(num_steps, length)
+    num_states = log_emissions.shape[1]
     if parallel:
         return _parallel_viterbi(log_initial, log_transition, log_emissions, valid)
     states = jnp.arange(num_states, dtype=jnp.int32)
