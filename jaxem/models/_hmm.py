@@ -353,25 +353,35 @@ class HMM(Model):
         """
 
         def block(xb: Any, wb: Array | None) -> tuple[HMMStats, Array]:
-            posterior, values, lengths = self._over_sequences(hmm_smoother, params, xb)
-            dtype = posterior.marginals.dtype
-            w = jnp.ones(lengths.shape, dtype) if wb is None else wb
-            marginals = posterior.marginals * w[:, None, None]
-            resp = self._steps(marginals)
-            stats = HMMStats(
-                initial=jnp.sum(marginals[:, 0], axis=0),
-                transitions=jnp.sum(posterior.transitions * w[:, None, None], axis=0),
-                counts=jnp.sum(resp, axis=0),
-                emissions=self.emission.statistics(self._steps(values), resp, params.emissions),
-                num_sequences=jnp.asarray(lengths.shape[0], dtype),
-                num_steps=jnp.sum(lengths).astype(dtype),
-            )
-            # A zero-weight sequence adds nothing, even where its density is 0.
-            total = jnp.sum(jnp.where(w > 0, w * posterior.log_likelihood, 0.0))
-            return stats, total
+            posterior, w, common, total = self._smoothed_block(params, xb, wb)
+            transitions = jnp.sum(posterior.transitions * w[:, None, None], axis=0)
+            return HMMStats(transitions=transitions, **common), total
 
         stats, total = reduce_over_rows(block, (x, weights), self._block_rows(x))
         return attach(stats, x), total
+
+    def _smoothed_block(
+        self, params: Any, xb: Any, wb: Array | None
+    ) -> tuple[Any, Array, dict[str, Array], Array]:
+        """Forward-backward on a block of sequences: ``(posterior, the
+        sequence weights (B,), the statistics every HMM keeps beside its
+        transitions' (initial, counts, emissions, num_sequences,
+        num_steps), Σ_b w_b log p(x_b))``."""
+        posterior, values, lengths = self._over_sequences(hmm_smoother, params, xb)
+        dtype = posterior.marginals.dtype
+        w = jnp.ones(lengths.shape, dtype) if wb is None else wb
+        marginals = posterior.marginals * w[:, None, None]
+        resp = self._steps(marginals)
+        common = dict(
+            initial=jnp.sum(marginals[:, 0], axis=0),
+            counts=jnp.sum(resp, axis=0),
+            emissions=self.emission.statistics(self._steps(values), resp, params.emissions),
+            num_sequences=jnp.asarray(lengths.shape[0], dtype),
+            num_steps=jnp.sum(lengths).astype(dtype),
+        )
+        # A zero-weight sequence adds nothing, even where its density is 0.
+        total = jnp.sum(jnp.where(w > 0, w * posterior.log_likelihood, 0.0))
+        return posterior, w, common, total
 
     def init_m_step_state(self, params: HMMParams) -> Any:
         """The emission component's M-step state (``()`` for closed forms)."""

@@ -55,7 +55,7 @@ from jax.scipy.special import logsumexp
 from jaxem import gem
 from jaxem._stats import PerObservation, attach, reduce_over_rows
 from jaxem._validation import check_finite_values, check_number, is_concrete
-from jaxem.inference._hmm import hmm_sample_states, hmm_smoother
+from jaxem.inference._hmm import hmm_sample_states
 from jaxem.models._hmm import (
     HMM,
     _check_stochastic,
@@ -360,27 +360,14 @@ class InputDrivenHMM(HMM):
         """
 
         def block(xb: Any, wb: Array | None) -> tuple[InputDrivenHMMStats, Array]:
-            posterior, values, lengths = self._over_sequences(hmm_smoother, params, xb)
-            dtype = posterior.marginals.dtype
-            w = jnp.ones(lengths.shape, dtype) if wb is None else wb
-            marginals = posterior.marginals * w[:, None, None]
+            posterior, w, common, total = self._smoothed_block(params, xb, wb)
             pairs = posterior.transitions * w[:, None, None, None]  # (B, T, K, K)
-            resp = self._steps(marginals)
             transitions = InputDrivenTransitionStats(
                 departures=jnp.sum(pairs, axis=-1),
                 flows=jnp.einsum("btij,btp->bipj", pairs, self._inputs(xb)),
                 counts=jnp.sum(pairs, axis=1),
             )
-            stats = InputDrivenHMMStats(
-                initial=jnp.sum(marginals[:, 0], axis=0),
-                counts=jnp.sum(resp, axis=0),
-                emissions=self.emission.statistics(self._steps(values), resp, params.emissions),
-                transitions=PerObservation(transitions),
-                num_sequences=jnp.asarray(lengths.shape[0], dtype),
-                num_steps=jnp.sum(lengths).astype(dtype),
-            )
-            total = jnp.sum(jnp.where(w > 0, w * posterior.log_likelihood, 0.0))
-            return stats, total
+            return InputDrivenHMMStats(transitions=PerObservation(transitions), **common), total
 
         stats, total = reduce_over_rows(block, (x, weights), self._block_rows(x))
         return attach(stats, x), total
