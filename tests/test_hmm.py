@@ -105,6 +105,26 @@ def test_parallel_equals_sequential_on_a_long_float32_sequence():
     np.testing.assert_allclose(np.sum(sequential.transitions), 100_000 - 1, rtol=1e-4)
 
 
+def test_an_unreachable_state_with_the_best_emission_stays_exact_in_float32():
+    """A step whose only reachable state explains it 200 nats worse than an
+    unreachable one (a structural zero and an outlier): probability-space
+    products of emissions scaled by their maximum would be 0/0 in float32
+    (e^-200 underflows); the normalisation in log space keeps it exact."""
+    log_initial = np.array([0.0, -np.inf], np.float32)
+    log_transition = np.where(np.eye(2, dtype=bool), 0.0, -np.inf).astype(np.float32)
+    log_emissions = np.zeros((6, 2), np.float32)
+    log_emissions[:, 0] = -1.0
+    log_emissions[3] = [-200.0, 0.0]
+    expected = float(np.sum(log_emissions[:, 0]))  # the one possible path
+    for parallel in (False, True):
+        posterior = inference.hmm_smoother(
+            log_initial, log_transition, log_emissions, parallel=parallel
+        )
+        np.testing.assert_allclose(posterior.log_likelihood, expected, rtol=1e-6)
+        np.testing.assert_allclose(posterior.marginals[:, 0], 1.0)
+        np.testing.assert_allclose(posterior.transitions, [[5.0, 0.0], [0.0, 0.0]], atol=1e-6)
+
+
 # ------------------------------------------------------------------ the model
 
 

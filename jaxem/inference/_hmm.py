@@ -141,81 +141,82 @@ def _forward(log_initial, log_transition, log_emissions, valid):
     """Normalised filtered log-probabilities ``(T, K)`` and the per-step log
     normalisers ``(T,)`` (zero at padded steps), by ``lax.scan``.
 
-    The messages are carried as normalised log-probabilities, and each step's
-    prediction is one vector-matrix product in probability space (the
-    filtered distribution sums to one, so it cannot overflow, and a state
-    whose probability underflows is one the data have ruled out): ``2K``
-    exponentials a step instead of the ``K²`` of a log-space product.
+    The filtered distribution is carried both as probabilities and as
+    log-probabilities: each step's prediction is one vector-matrix product
+    in probability space (the filtered distribution sums to one, so it
+    cannot overflow, and a state whose probability underflows is one the data
+    have ruled out), and the update with the emissions is normalised in log
+    space (so no emission, however small against another state's, makes
+    0/0): ``K`` logarithms and ``K`` exponentials a step, where a log-space
+    product takes ``K²`` exponentials.
     """
     first, first_norm = _normalize(log_initial + log_emissions[0])
     constant, moves = _probabilities(log_transition)
 
-    def step(previous, inputs):
+    def step(carry, inputs):
+        previous, previous_log = carry
         log_emission, is_valid, move = inputs
         matrix = constant if move is None else move
-        predicted = _safe_log(_propagate(jnp.exp(previous), matrix))
-        filtered, norm = _normalize(predicted + log_emission)
-        filtered = jnp.where(is_valid, filtered, previous)
-        return filtered, (filtered, jnp.where(is_valid, norm, 0.0))
-
-    _, (rest, norms) = lax.scan(step, first, (log_emissions[1:], valid[1:], moves))
-    filtered = jnp.concatenate([first[None], rest])
-    return filtered, jnp.concatenate([first_norm[None], norms])
-
-
-def _backward(log_transition, log_emissions, filtered, valid):
-    """Normalised backward log-messages ``(T, K)`` (zero from the last valid
-    step on) and the expected transitions, by ``lax.scan`` in reverse: for
-    a ``(K, K)`` matrix the counts ``(K, K)`` accumulate in the carry (no
-    ``(T, K, K)`` array); for time-varying ``(T, K, K)`` matrices each
-    step's pair probabilities are the scan's output, ``(T, K, K)``.
-
-    As in :func:`_forward`, each step is one matrix-vector product in
-    probability space, on the message times the next emission scaled to a
-    maximum of one. The pair probabilities are the step's posterior
-    marginal times the conditional transition ``A_ij v_j / (A v)_i``, both
-    from normalised quantities, so they need no ``K × K`` exponentials and
-    do not underflow where the forward and backward messages hardly
-    overlap.
-    """
-    num_states = log_emissions.shape[1]
-    constant, moves = _probabilities(log_transition)
-
-    def step(carry, inputs):
-        after, counts = carry  # after: the message at t + 1
-        log_emission_next, filtered_now, next_valid, move = inputs
-        matrix = constant if move is None else move
-        ahead = log_emission_next + after  # log e_{t+1}(j) β_{t+1}(j), up to a constant
-        top = jnp.max(ahead)
+        weights = _safe_log(_propagate(previous, matrix)) + log_emission
+        top = jnp.max(weights)
         top = jnp.where(jnp.isfinite(top), top, 0.0)
-        scaled = jnp.exp(ahead - top)  # (maximum 1)
-        sums = _propagate(matrix, scaled)  # Σ_j A_ij e_{t+1}(j) β_{t+1}(j), scaled
-        message, _ = _normalize(_safe_log(sums))
-        # p(z_t = i, z_{t+1} = j | x) = p(z_t = i | x) · A_ij v_j / (A v)_i
-        marginal, _ = _normalize(filtered_now + message)
-        reached = sums > 0
-        conditional = matrix * scaled[None, :] / jnp.where(reached, sums, 1.0)[:, None]
-        pair = jnp.where(reached[:, None], jnp.exp(marginal)[:, None] * conditional, 0.0)
-        pair = jnp.where(next_valid, pair, 0.0)
-        if move is None:
-            counts = counts + pair
-        message = jnp.where(next_valid, message, 0.0)
-        if move is None:
-            return (message, counts), message
-        return (message, counts), (message, pair)
+        scaled = jnp.exp(weights - top)
+        total = jnp.sum(scaled)
+        norm = top + _safe_log(total)
+        filtered = jnp.where(is_valid, scaled / jnp.where(total > 0, total, 1.0), previous)
+        log_filtered = weights - jnp.where(jnp.isfinite(norm), norm, 0.0)
+        log_filtered = jnp.where(is_valid, log_filtered, previous_log)
+        return (filtered, log_filtered), (log_filtered, jnp.where(is_valid, norm, 0.0))
 
-    dtype = log_emissions.dtype
-    init = (jnp.zeros((num_states,), dtype), jnp.zeros((num_states, num_states), dtype))
-    (_, counts), outputs = lax.scan(
-        step, init, (log_emissions[1:], filtered[:-1], valid[1:], moves), reverse=True
-    )
+    carry = (jnp.exp(first), first)
+    _, (rest, norms) = lax.scan(step, carry, (log_emissions[1:], valid[1:], moves))
+    log_filtered = jnp.concatenate([first[None], rest])
+    return log_filtered, jnp.concatenate([first_norm[None], norms])
+
+
+def _smooth(log_transition, filtered, valid):
+    """The posterior marginals ``(T, K)`` (zero at padded steps) and the
+    expected transitions from the filtered probabilities, by the
+    forward-filtering backward-smoothing recursion (Rauch-Tung-Striebel for
+    a discrete chain), ``lax.scan`` in reverse:
+
+        p(z_t = i, z_{t+1} = j | x) = f_t(i) A_ij γ_{t+1}(j) / (f_t A)_j,
+        γ_t(i) = Σ_j p(z_t = i, z_{t+1} = j | x),
+
+    with ``f_t`` the filtered and ``γ_t`` the smoothed distribution. Every
+    quantity is a distribution or a ratio of two, so the pass needs no
+    logarithm or exponential, cannot overflow, and where the forward pass
+    ruled a state out (``(f_t A)_j = 0``) it stays out (no 0/0). The
+    expected transitions ``(K, K)`` summed over the steps are one matrix
+    product after the scan; for time-varying matrices ``(T, K, K)`` per
+    step.
+    """
+    constant, moves = _probabilities(log_transition)
     if moves is None:
-        messages = outputs
+        predicted = _propagate(filtered[:-1], constant)  # (f_t A), (T − 1, K)
     else:
-        messages, pairs = outputs
-        counts = jnp.concatenate([jnp.zeros((1, num_states, num_states), dtype), pairs])
-    backward = jnp.concatenate([messages, jnp.zeros((1, num_states), dtype)])
-    return backward, counts
+        predicted = jnp.einsum("tk,tkj->tj", filtered[:-1], moves, precision=lax.Precision.HIGHEST)
+
+    def step(after, inputs):  # after: γ_{t+1}
+        filtered_now, predicted_next, next_valid, move = inputs
+        matrix = constant if move is None else move
+        possible = predicted_next > 0
+        ratio = jnp.where(possible, after / jnp.where(possible, predicted_next, 1.0), 0.0)
+        smoothed = filtered_now * _propagate(matrix, ratio)
+        total = jnp.sum(smoothed)
+        smoothed = smoothed / jnp.where(total > 0, total, 1.0)
+        smoothed = jnp.where(next_valid, smoothed, filtered_now)
+        return smoothed, (smoothed, jnp.where(next_valid, ratio, 0.0))
+
+    inputs = (filtered[:-1], predicted, valid[1:], moves)
+    _, (smoothed, ratios) = lax.scan(step, filtered[-1], inputs, reverse=True)
+    marginals = jnp.concatenate([smoothed, filtered[-1:]])
+    marginals = jnp.where(valid[:, None], marginals, 0.0)
+    if moves is None:
+        flows = jnp.matmul(filtered[:-1].T, ratios, precision=lax.Precision.HIGHEST)
+        return marginals, constant * flows
+    pairs = filtered[:-1, :, None] * moves * ratios[:, None, :]
+    return marginals, jnp.concatenate([jnp.zeros_like(pairs[:1]), pairs])
 
 
 def _marginals(filtered: Array, backward: Array, valid: Array) -> Array:
@@ -404,12 +405,10 @@ def hmm_smoother(
         filtered, totals = _parallel_forward(steps)
         backward = _parallel_backward(ahead, valid)
         counts = _pair_counts(log_transition, log_emissions, filtered, backward, valid)
-        log_likelihood = totals[-1]
-    else:
-        filtered, norms = _forward(log_initial, log_transition, log_emissions, valid)
-        backward, counts = _backward(log_transition, log_emissions, filtered, valid)
-        log_likelihood = jnp.sum(norms)
-    return HMMPosterior(log_likelihood, _marginals(filtered, backward, valid), counts)
+        return HMMPosterior(totals[-1], _marginals(filtered, backward, valid), counts)
+    log_filtered, norms = _forward(log_initial, log_transition, log_emissions, valid)
+    marginals, counts = _smooth(log_transition, jnp.exp(log_filtered), valid)
+    return HMMPosterior(jnp.sum(norms), marginals, counts)
 
 
 def hmm_posterior_from_gradient(
