@@ -24,8 +24,15 @@ Two algorithms compute each quantity, with the same results:
   ``O(log T)`` steps, for long sequences on an accelerator. Its temporaries
   hold ``T`` matrices of ``K × K`` (``K × K × K`` for Viterbi).
 
-Messages are normalised at every step, in log space, so neither long
-sequences nor impossible transitions (``-inf`` entries) overflow or give NaN.
+Messages are normalised at every step, so neither long sequences nor
+impossible transitions (``-inf`` entries) overflow or give NaN. The
+sequential forward pass propagates the filtered distribution in probability
+space (one vector-matrix product a step) and normalises the update with the
+emissions in log space, and the backward pass is forward filtering,
+backward smoothing (Rauch-Tung-Striebel for a discrete chain: ratios of
+distributions, no logarithm or exponential): ``O(K)`` transcendental
+functions a step instead of a log-space product's ``O(K²)``. The parallel
+scans combine matrices stored with separate row and common log scales.
 The posterior marginals are the gradient of the log-likelihood with respect
 to the log-emissions, and the expected transition counts its gradient with
 respect to the log-transitions (design fact 2):
