@@ -463,10 +463,16 @@ class HMM(Model):
         )
         return self.emission.sample(emission_key, params.emissions, states), states
 
+    def _sequences(self, x: Any) -> Any:
+        """The sequences' values in this class's layout, ``(B, T, ...)`` or
+        ``(values, lengths)`` (a subclass whose data carry more, such as
+        inputs, returns this part)."""
+        return x
+
     def num_observations(self, x: Any) -> Array:
         """The number of valid steps (BIC's ``n``: an HMM observes steps; its
         rows are sequences)."""
-        return jnp.sum(self._unpack(x)[1])
+        return jnp.sum(self._unpack(self._sequences(x))[1])
 
     def num_parameters(self, params: HMMParams) -> int:
         """Free parameters: ``K − 1`` initial, ``K(K − 1)`` transition, and the
@@ -494,7 +500,7 @@ class HMM(Model):
           x: sequences.
           weights: optional per-sequence weights ``(B,)``.
         """
-        values, _, step_weights = self._weighted_steps(x, weights)
+        values, _, step_weights = self._weighted_steps(self._sequences(x), weights)
         resp = initial_responsibilities(
             key,
             self.emission.features(self._steps(values)),

@@ -63,7 +63,6 @@ from jaxem.models._hmm import (
     _normalize_counts,
     check_lengths,
 )
-from jaxem.models._mixture import initial_responsibilities
 from jaxem.models.components._checks import guarded_counts
 from jaxem.models.components._gradient import check_step, gaussian_log_prior
 
@@ -473,9 +472,9 @@ class InputDrivenHMM(HMM):
         states = hmm_sample_states(state_key, jnp.log(params.initial), log_a, inputs.shape[0])
         return self.emission.sample(emission_key, params.emissions, states), states
 
-    def num_observations(self, x: Any) -> Array:
-        """The number of valid steps."""
-        return super().num_observations(_split(x)[0])
+    def _sequences(self, x: Any) -> Any:
+        """The values (and lengths) without the inputs."""
+        return _split(x)[0]
 
     def num_parameters(self, params: InputDrivenHMMParams) -> int:
         """Free parameters: ``K − 1`` initial, ``K (K − 1)(P + 1)`` transition
@@ -485,27 +484,6 @@ class InputDrivenHMM(HMM):
         return int(k - 1 + k * (k - 1) * (dim + 1) + self.emission.num_parameters(params.emissions))
 
     # ------------------------------------------------------ initialisation
-
-    def init(self, key: Array, x: Any, weights: Array | None = None) -> InputDrivenHMMParams:
-        """Parameters for one restart: :meth:`jaxem.HMM.init`'s on the
-        values, with zero transition weights and the bias at that chain's
-        log transition probabilities (see :meth:`from_responsibilities`).
-
-        Args:
-          key: PRNG key.
-          x: ``(values, inputs)`` or ``(values, inputs, lengths)``.
-          weights: optional per-sequence weights ``(B,)``.
-        """
-        values, _, step_weights = self._weighted_steps(_split(x)[0], weights)
-        resp = initial_responsibilities(
-            key,
-            self.emission.features(self._steps(values)),
-            self.num_states,
-            self.init_method,
-            step_weights,
-            self.kmeans_max_iter,
-        )
-        return self.from_responsibilities(x, resp, weights)
 
     def from_responsibilities(
         self, x: Any, resp: Array, weights: Array | None = None
