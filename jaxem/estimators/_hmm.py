@@ -206,10 +206,9 @@ class _HMMLearnGaussian(_HMMLearnGaussianRule):
     covars_weight: Any = 1.0
 
     def maximize(self, stats, counts, params, m_step_state=()):
-        if "c" not in self.update:
-            means, _ = self._moments(stats, counts, params, about_new_means=True)
-            return GaussianParams(means, params.covariances, None), m_step_state
         means, numerator = self._moments(stats, counts, params, about_new_means=True)
+        if "c" not in self.update:
+            return GaussianParams(means, params.covariances, None), m_step_state
         k, dim = params.means.shape
         dtype = params.means.dtype
         psi = _array(self.covars_prior, dtype)
@@ -365,6 +364,14 @@ class _BaseHMM(BaseEstimator):
         """``X`` as a 2-D numpy array the emission family takes."""
         raise NotImplementedError
 
+    def _check_width(self, X, resets):
+        """``X``, unless its number of features differs from the model's and
+        this call does not re-initialise them (``resets``)."""
+        dim = getattr(self, "n_features", None)
+        if not resets and dim is not None and X.shape[1] != dim:
+            raise ValueError(f"X has {X.shape[1]} features but the model has {dim}")
+        return X
+
     def _values(self, X, dtype):
         """The rows of ``X`` as the emission family's data."""
         return np.asarray(X, dtype=dtype)
@@ -452,7 +459,7 @@ class _BaseHMM(BaseEstimator):
         return X, lengths
 
     def _dtype(self):
-        return np.float32 if getattr(self, "_fit_dtype", np.float64) == np.float32 else np.float64
+        return getattr(self, "_fit_dtype", np.float64)
 
     # ----------------------------------------------------------------- fit
 
@@ -781,12 +788,7 @@ class GaussianHMM(_BaseHMM):
 
     def _validate_X(self, X, fitting):
         X = check_array(X, dtype=[np.float64, np.float32])
-        dim = getattr(self, "n_features", None)
-        if fitting and "m" in self.init_params:
-            dim = None
-        if dim is not None and X.shape[1] != dim:
-            raise ValueError(f"X has {X.shape[1]} features but the model has {dim}")
-        return X
+        return self._check_width(X, fitting and "m" in self.init_params)
 
     def _init_emission(self, X, lengths):
         from sklearn.cluster import KMeans
@@ -1013,11 +1015,7 @@ class PoissonHMM(_BaseHMM):
         self.lambdas_weight = lambdas_weight
 
     def _validate_X(self, X, fitting):
-        X = _check_integers(X, "Counts")
-        dim = getattr(self, "n_features", None)
-        if not fitting and dim is not None and X.shape[1] != dim:
-            raise ValueError(f"X has {X.shape[1]} features but the model has {dim}")
-        return X
+        return self._check_width(_check_integers(X, "Counts"), fitting)
 
     def _outputs(self, draws):
         return np.asarray(draws).astype(int)
@@ -1196,10 +1194,7 @@ class GMMHMM(_BaseHMM):
 
     def _validate_X(self, X, fitting):
         X = check_array(X, dtype=[np.float64, np.float32])
-        dim = getattr(self, "n_features", None)
-        if not (fitting and "m" in self.init_params) and dim is not None and X.shape[1] != dim:
-            raise ValueError(f"X has {X.shape[1]} features but the model has {dim}")
-        return X
+        return self._check_width(X, fitting and "m" in self.init_params)
 
     def _init_emission(self, X, lengths):
         from sklearn.cluster import KMeans
