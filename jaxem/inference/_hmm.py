@@ -122,14 +122,14 @@ def _check_transition(log_transition: Array, log_emissions: Array) -> None:
 # ------------------------------------------------------------- sequential
 
 
-def _probabilities(log_transition: Array) -> tuple[Array, Array | None]:
+def _probabilities(log_transition: Array) -> tuple[Array | None, Array | None]:
     """The transition probabilities a scan over steps ``1 … T − 1`` uses:
-    ``(constant (K, K), None)``, or ``(unused, per-step (T − 1, K, K))`` as
-    the scan's input (the constant path's program is unchanged)."""
-    matrices = jnp.exp(log_transition)
-    if log_transition.ndim == 3:
-        return matrices[0], matrices[1:]
-    return matrices, None
+    ``(constant (K, K), None)``, or ``(None, per-step (T − 1, K, K))`` as
+    the scan's input (:func:`_moves`, exponentiated)."""
+    moves = _moves(log_transition)
+    if moves is None:
+        return jnp.exp(log_transition), None
+    return None, jnp.exp(moves)
 
 
 def _safe_log(values: Array) -> Array:
