@@ -27,6 +27,7 @@ from jaxem._criteria import aic, bic
 from jaxem._datasets import load_earthquakes, load_faithful
 from jaxem._driver import em_step, fit
 from jaxem._engine import EMInfo, FitResult, restart_keys
+from jaxem._impute import impute
 from jaxem._model import Model
 from jaxem._online import (
     OnlineEM,
@@ -94,6 +95,7 @@ __all__ = [
     "fit",
     "fit_online",
     "gem",
+    "impute",
     "inference",
     "load_earthquakes",
     "load_faithful",

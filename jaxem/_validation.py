@@ -122,6 +122,44 @@ def check_finite_data(x: Any) -> Array:
     return valid
 
 
+def check_missing_data(x: Any, name: str = "x") -> Array:
+    """Data whose NaN entries are missing values: raise ``ValueError`` if a
+    concrete ``x`` holds inf (how many, where the first is) or a row whose
+    every entry is missing (a row with nothing observed carries no
+    information and has no density); return a scalar boolean, whether the
+    values are valid (traced under a user's ``jit``, where nothing is
+    raised)."""
+    if not is_concrete(x):
+        rows = jnp.reshape(x, (x.shape[0], -1))
+        return ~jnp.any(jnp.isinf(rows)) & ~jnp.any(jnp.all(jnp.isnan(rows), axis=1))
+    if x.size == 0:
+        return True
+    xp = _xp(x)
+    with jax.ensure_compile_time_eval():
+        rows = xp.reshape(x, (x.shape[0], -1))
+        if bool(xp.all(xp.isfinite(rows))):
+            return True
+        clean = not bool(xp.any(xp.isinf(rows))) and not bool(
+            xp.any(xp.all(xp.isnan(rows), axis=1))
+        )
+    if clean:
+        return True
+    host = np.asarray(x)
+    infinite = np.argwhere(np.isinf(host))
+    if len(infinite):
+        first = tuple(int(i) for i in infinite[0])
+        where = ", ".join(str(i) for i in first)
+        raise ValueError(
+            f"{name} contains {len(infinite)} infinite value(s) out of {host.size}; the first is "
+            f"{name}[{where}] = {host[first]} (NaN marks a missing value; inf is refused)"
+        )
+    empty = np.flatnonzero(np.all(np.isnan(host.reshape(host.shape[0], -1)), axis=1))
+    raise ValueError(
+        f"{name} has {len(empty)} row(s) whose every value is missing (NaN), the first is "
+        f"row {int(empty[0])}: a row with nothing observed carries no information; drop it"
+    )
+
+
 def check_weights(weights: Any, num_rows: int, dtype: Any) -> Any:
     """Per-observation weights as an ``(n,)`` array of ``dtype``, rescaled to
     mean one (numpy for host input, as :func:`as_float_array`).

@@ -538,3 +538,48 @@ def hmm_sample_states(
 
     _, rest = lax.scan(step, first, (jax.random.split(key, num_steps - 1), _moves(log_transition)))
     return jnp.concatenate([first[None], rest])
+
+
+def hmm_posterior_sample(
+    key: Array,
+    log_initial: Array,
+    log_transition: Array,
+    log_emissions: Array,
+    length: Array | int | None = None,
+    parallel: bool = False,
+) -> Array:
+    """A state path ``(T,)`` int32 drawn from the posterior ``p(z | x)``, by
+    forward filtering, backward sampling: ``z_{L−1}`` from the last filtered
+    distribution, then ``p(z_t = i | z_{t+1} = j, x_{0:t}) ∝ α_t(i) A_ij``.
+
+    Args:
+      key: PRNG key.
+      log_initial, log_transition, log_emissions, length, parallel: as for
+        :func:`hmm_filter`.
+
+    Returns:
+      The path; at padded steps (beyond ``length``), the last valid step's
+      state.
+    """
+    log_initial, log_transition, log_emissions, valid = _chain(
+        log_initial, log_transition, log_emissions, length
+    )
+    _, filtered = hmm_filter(log_initial, log_transition, log_emissions, length, parallel)
+    num_steps = log_emissions.shape[0]
+    keys = jax.random.split(key, num_steps)
+    log_filtered = _safe_log(filtered)
+    last = jnp.sum(valid) - 1
+    final = jax.random.categorical(keys[-1], log_filtered[last]).astype(jnp.int32)
+    if log_transition.ndim == 3:
+        ahead = log_transition  # [t + 1] moves from t to t + 1
+    else:
+        ahead = jnp.broadcast_to(log_transition, (num_steps, *log_transition.shape))
+
+    def back(following, t):
+        move = ahead[jnp.minimum(t + 1, num_steps - 1)][:, following]
+        state = jax.random.categorical(keys[t], log_filtered[t] + move).astype(jnp.int32)
+        state = jnp.where(t < last, state, following)
+        return state, state
+
+    _, path = lax.scan(back, final, jnp.arange(num_steps - 1), reverse=True)
+    return jnp.concatenate([path, final[None]])

@@ -30,7 +30,13 @@ from jax.scipy.special import gammaln
 from jaxem._model import Model
 from jaxem._stats import attach, reduce_over_rows
 from jaxem._validation import check_finite, check_number, is_concrete
-from jaxem.inference._hmm import hmm_log_likelihood, hmm_sample_states, hmm_smoother, viterbi
+from jaxem.inference._hmm import (
+    hmm_log_likelihood,
+    hmm_posterior_sample,
+    hmm_sample_states,
+    hmm_smoother,
+    viterbi,
+)
 from jaxem.models._mixture import INIT_METHODS, collapsed, initial_responsibilities
 from jaxem.models.components._checks import guarded_counts
 from jaxem.models.components._component import Component, check_component
@@ -283,13 +289,23 @@ class HMM(Model):
             counts = check_lengths(lengths, width=host.shape[1])
         valid = np.arange(host.shape[1])[None, :] < counts[:, None]
         mask = valid.reshape(valid.shape + (1,) * (host.ndim - 2))
-        check_finite(np.where(mask, host, 0), "x")
+        missing = getattr(self.emission, "missing_values", False)
+        # (an emission family that takes missing values leaves NaN to itself)
+        if missing:
+            check_finite(np.where(mask & ~np.isnan(host), host, 0), "x")
+        else:
+            check_finite(np.where(mask, host, 0), "x")
         if int(counts.sum()) < self.num_states:
             raise ValueError(
                 f"x has {int(counts.sum())} valid step(s) but num_states={self.num_states}: "
                 "need at least as many steps as states"
             )
         steps = host[valid]  # (the valid steps, in order)
+        if missing:
+            # A step with nothing observed is a gap in time: the chain moves on
+            # and the step's emission contributes nothing (log-likelihood 0).
+            flat = steps.reshape(steps.shape[0], -1)
+            steps = steps[~np.all(np.isnan(flat), axis=1)] if flat.shape[1] else steps
         if isinstance(values, jax.Array):
             steps = jax.device_put(steps)
         return self.emission.check_data(steps, self.num_states)
@@ -440,6 +456,42 @@ class HMM(Model):
         """Viterbi: the most probable state paths ``(B, T)`` int32 (padded
         steps repeat the last valid state) and their log-joint ``(B,)``."""
         return self._over_sequences(viterbi, params, x)[0]
+
+    def impute(self, params: HMMParams, x: Any, key: Array | None = None) -> Array:
+        """The sequences' values ``(B, T, ...)`` with their missing (NaN)
+        entries filled in (emission families that take missing values).
+
+        Without ``key``: the conditional means ``E[x_m | x_o]`` (the emission
+        family's conditional means averaged over the posterior state
+        marginals). With ``key``: one draw from ``p(x_m | x_o)``: a state path
+        from the posterior (forward filtering, backward sampling), then the
+        missing values given the path. Observed entries and padded steps are
+        returned as given.
+        """
+        impute = getattr(self.emission, "impute", None)
+        if impute is None:
+            raise TypeError(f"{type(self.emission).__name__} emissions have no missing values")
+        given = jnp.asarray(x[0] if isinstance(x, tuple) else x)
+        if key is None:
+            resp = self.posterior(params, x)
+            draw_key = None
+        else:
+            path_key, draw_key = jax.random.split(key)
+            log_initial, log_transition, prepared = self._log_potentials(params)
+            values, lengths, valid = self._unpack(x)
+            log_e = self._log_emissions(prepared, values, valid)
+            keys = jax.random.split(path_key, lengths.shape[0])
+            paths = jax.vmap(
+                lambda k, le, n: hmm_posterior_sample(
+                    k, log_initial, log_transition, le, n, self.parallel
+                )
+            )(keys, log_e, lengths)
+            resp = jax.nn.one_hot(paths, self.num_states, dtype=given.dtype)
+        values, _, valid = self._unpack(x)
+        filled = impute(params.emissions, self._steps(values), self._steps(resp), draw_key)
+        filled = filled.reshape(values.shape)
+        mask = valid.reshape(valid.shape + (1,) * (values.ndim - 2))
+        return jnp.where(mask, filled, given)
 
     def log_prior(self, params: HMMParams) -> Array:
         """``log p(θ)``: the Dirichlet priors on the initial probabilities and

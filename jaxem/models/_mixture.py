@@ -314,6 +314,22 @@ class MixtureBase(Model):
             lambda xb: discrete_posterior(log_joint(xb))[1], (x,), self._block_rows(x)
         )
 
+    def impute(self, params: Any, x: Array, key: Array | None = None) -> Array:
+        """``x`` with its missing (NaN) entries filled in (component families
+        that take missing values, such as :class:`jaxem.Gaussian`).
+
+        Without ``key``: the conditional means ``E[x_m | x_o] = Σ_k
+        p(z = k | x_o) E[x_m | x_o, z = k]``. With ``key``: one draw per row
+        from ``p(x_m | x_o)`` (a component from the posterior, then the
+        missing values from its conditional distribution). Observed entries
+        are returned unchanged.
+        """
+        impute = getattr(self.component, "impute", None)
+        if impute is None:
+            raise TypeError(f"{type(self.component).__name__} components have no missing values")
+        x = jnp.asarray(x)
+        return impute(self._split(params)[1], x, self.posterior(params, x), key)
+
     def log_prior(self, params: Any) -> Array:
         """``log p(θ)``: Dirichlet on the weights plus the components' prior.
 

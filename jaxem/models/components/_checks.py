@@ -21,6 +21,7 @@ import numpy as np
 from jaxem._validation import (
     check_finite_data,
     check_finite_values,
+    check_missing_data,
     check_number,
     is_concrete,
 )
@@ -31,13 +32,16 @@ Array = jax.Array
 # --------------------------------------------------------------------- data
 
 
-def check_matrix_data(x: Any, family: str) -> Array:
+def check_matrix_data(x: Any, family: str, missing: bool = False) -> Array:
     """Raise unless ``x`` is one array of shape ``(n, D)`` with ``D >= 1``
-    and (when concrete) finite values; return whether its values are finite.
+    and (when concrete) finite values, or with ``missing``, values that are
+    finite or NaN (missing) with something observed in every row; return
+    whether its values are valid.
 
     Raises:
       TypeError: ``x`` is not an array (e.g. a tuple of arrays).
-      ValueError: ``x`` is not 2-D, has no features, or holds NaN or inf.
+      ValueError: ``x`` is not 2-D, has no features, or holds NaN (unless
+        ``missing``) or inf, or (with ``missing``) a row with nothing observed.
     """
     if isinstance(x, (tuple, list)) or not hasattr(x, "ndim"):
         raise TypeError(f"{family} components take one (n, D) array x; got {type(x).__name__}")
@@ -46,7 +50,20 @@ def check_matrix_data(x: Any, family: str) -> Array:
         raise ValueError(f"x must be a 2-D array of shape (n, D); got shape {tuple(x.shape)}{hint}")
     if x.shape[1] < 1:
         raise ValueError(f"x must have at least one feature; got shape {tuple(x.shape)}")
-    return check_finite_data(x)
+    return check_missing_data(x) if missing else check_finite_data(x)
+
+
+def fill_missing(x: Array, weights: Array | None = None) -> Array:
+    """``x`` with each missing (NaN) entry replaced by its column's
+    (weighted) mean over the observed entries (``0`` for a column with
+    nothing observed): a starting point for initialisations, not an
+    estimate."""
+    observed = ~jnp.isnan(x)
+    w = jnp.ones(x.shape[0], x.dtype) if weights is None else weights
+    mass = w @ observed.astype(x.dtype)
+    filled = jnp.where(observed, x, 0.0)
+    means = (w @ filled) / jnp.where(mass > 0, mass, 1.0)
+    return jnp.where(observed, x, means)
 
 
 def check_data_values(

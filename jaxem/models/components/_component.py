@@ -48,6 +48,11 @@ class Component(Protocol):
     prior, are resolved by :meth:`initialize` and carried in the parameters.
     """
 
+    #: Whether the family reads NaN in the data as a missing value (its
+    #: :meth:`check_data` accepts NaN; the latent structure then leaves NaN to
+    #: it instead of refusing it). A class attribute of the family.
+    missing_values = False
+
     # ----------------------------------------------------------- required
 
     def check_data(self, x: Data, num_components: int) -> Array:

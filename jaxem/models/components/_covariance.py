@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import gammaln, multigammaln
 
 from jaxem._numerics import (
@@ -42,6 +43,7 @@ from jaxem._numerics import (
     inverse_cholesky_transpose,
     symmetrize,
 )
+from jaxem._stats import map_over_rows, reduce_over_rows
 from jaxem._validation import is_concrete
 
 Array = jax.Array
@@ -57,6 +59,63 @@ def one_product_per_component(num_components: int) -> bool:
     components to bound compile time.
     """
     return jax.default_backend() == "cpu" and num_components <= 32
+
+
+def has_missing(x: Array) -> Array:
+    """Whether a block of data holds a NaN (a missing value), a scalar."""
+    return jnp.any(jnp.isnan(x))
+
+
+def conditional_gaussian(
+    x: Array, means: Array, covariances: Array, covariance: bool = True
+) -> tuple[Array, Array, Array | None]:
+    """One row's observed-coordinate log-densities and its conditional
+    distribution under each of ``K`` full-covariance Gaussians.
+
+    With ``o`` the observed (non-NaN) coordinates of ``x`` and ``m`` the
+    missing ones, for every component: ``log N(x_o | μ_o, Σ_oo)``, the
+    conditional mean ``E[x | x_o] = μ + Σ Σ̃⁻¹ r`` (``x_o`` on the observed
+    coordinates, ``μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o)`` on the missing ones) and
+    the conditional covariance ``Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om`` (zero in the
+    observed rows and columns). ``Σ̃ = Σ_oo ⊕ I_mm`` is one Cholesky
+    factorisation of fixed shape whatever the pattern of missing values, so
+    rows with different patterns batch together (vmap) with no Python loop.
+
+    Args:
+      x: one row ``(D,)``, NaN where missing.
+      means: ``(K, D)``.
+      covariances: ``(K, D, D)``.
+      covariance: also return the conditional covariances.
+
+    Returns:
+      ``(log_densities (K,), conditional_means (K, D), conditional
+      covariances (K, D, D) or None)``.
+    """
+    dim = x.shape[0]
+    observed = ~jnp.isnan(x)
+    o = observed.astype(means.dtype)
+    pair = o[:, None] * o[None, :]
+    padded = covariances * pair + jnp.diag(1.0 - o)  # Σ_oo ⊕ I, (K, D, D)
+    factors = jnp.linalg.cholesky(padded)
+    residual = o * (jnp.where(observed, x, 0.0) - means)  # (K, D), zero where missing
+    solved = solve_triangular(factors, residual[..., None], lower=True)[..., 0]
+    log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(factors, axis1=-2, axis2=-1)), axis=-1)
+    log_densities = -0.5 * (jnp.sum(o) * LOG_2PI + log_det + jnp.sum(jnp.square(solved), -1))
+    alpha = solve_triangular(factors, solved[..., None], lower=True, trans=1)  # Σ̃⁻¹ r
+    conditional = means + (covariances @ alpha)[..., 0]
+    conditional = jnp.where(observed, jnp.where(observed, x, 0.0), conditional)
+    if not covariance:
+        return log_densities, conditional, None
+    reduced = solve_triangular(factors, o[:, None] * covariances, lower=True)  # L⁻¹ O Σ
+    missing = 1.0 - o
+    spread = covariances - jnp.swapaxes(reduced, -1, -2) @ reduced
+    return log_densities, conditional, spread * (missing[:, None] * missing[None, :])
+
+
+def _rows_per_block(num_components: int, dim: int) -> int:
+    """Rows of a block of missing-value rows: ``(rows, K, D, D)`` temporaries
+    of about ``2**20`` elements."""
+    return max(1, 2**20 // (num_components * dim * dim))
 
 
 class Covariance:
@@ -82,6 +141,43 @@ class Covariance:
     def scale_by(self, counts: Array, values: Array) -> Array:
         """``counts (K,)`` times per-component ``values`` of :meth:`outer`'s shape."""
         return counts.reshape(counts.shape + (1,) * (values.ndim - 1)) * values
+
+    # ------------------------------------------------------- missing values
+    #
+    # NaN in the data means "missing" (at random). The log-density of a row is
+    # that of its observed coordinates, and the moments are expected under the
+    # conditional distribution of the missing coordinates given the observed
+    # ones (Ghahramani & Jordan 1994), so the M-step is exact. Blocks with no
+    # NaN take the complete-data code (one `lax.cond` per block).
+
+    def log_densities(self, prepared: dict[str, Array], x: Array) -> Array:
+        """``log N(x_i,o | μ_k,o, Σ_k,oo)`` for a block of rows, ``(rows, K)``:
+        the density of each row's observed (non-NaN) coordinates."""
+        return lax.cond(
+            has_missing(x),
+            lambda: self._missing_log_densities(prepared, x),
+            lambda: self._complete_log_densities(prepared, x),
+        )
+
+    def expected_moments(
+        self,
+        x: Array,
+        resp: Array,
+        centres: Array,
+        scale: Array,
+        means: Array,
+        covariances: Array,
+    ) -> tuple[Array, Array]:
+        """:meth:`moments` of a block whose NaN entries are missing: of
+        ``E[x | x_o, z = k]`` about the centres, plus the conditional
+        covariances of the missing coordinates in the second moments, under
+        the components ``(means, covariances)`` the responsibilities come from.
+        The complete-data moments where nothing is missing."""
+        return lax.cond(
+            has_missing(x),
+            lambda: self._missing_moments(x, resp, centres, scale, means, covariances),
+            lambda: self.moments(x, resp, centres, scale),
+        )
 
     def frame(self, means: Array, covariances: Array) -> Array:
         """The scale ``s`` of the frame statistics are taken in, for
@@ -119,9 +215,16 @@ class _Matrix(Covariance):
         log_det = -jnp.sum(jnp.log(jnp.diagonal(factors, axis1=-2, axis2=-1)), axis=-1)
         const = jnp.broadcast_to(log_det - 0.5 * dim * LOG_2PI, means.shape[:1])
         shifted, stacked = self._whitened_means(means - reference, whitening)
-        return {"const": const, "reference": reference, "shifted": shifted, "stacked": stacked}
+        return {
+            "const": const,
+            "reference": reference,
+            "shifted": shifted,
+            "stacked": stacked,
+            "means": means,
+            "matrices": self.matrices(covariances, *means.shape),
+        }
 
-    def log_densities(self, prepared: dict[str, Array], x: Array) -> Array:
+    def _complete_log_densities(self, prepared: dict[str, Array], x: Array) -> Array:
         """``log N(x_i | μ_k, Σ_k)`` for a block of rows, ``(rows, K)``."""
         k = prepared["shifted"].shape[0]
         whitened = (x - prepared["reference"]) @ prepared["stacked"]
@@ -147,6 +250,49 @@ class _Matrix(Covariance):
         residual = (x[None, :, :] - centres[:, None, :]) * (1.0 / scale)  # (K, rows, D)
         weighted = resp.T[:, :, None] * residual
         return jnp.sum(weighted, axis=1), self.pool(jnp.einsum("krd,kre->kde", weighted, residual))
+
+    def _missing_frame(self, means: Array, matrices: Array) -> tuple[Array, Array]:
+        """A reference point and a power-of-two scale for missing-value rows
+        (squares of data of size 1e18 overflow float32 otherwise)."""
+        reference = jnp.mean(means, axis=0)
+        offsets = jnp.max(jnp.abs(means - reference))
+        variances = jnp.max(jnp.diagonal(matrices, axis1=-2, axis2=-1))
+        return reference, frame_scale(jnp.sqrt(jnp.maximum(variances, jnp.square(offsets))))
+
+    def _missing_log_densities(self, prepared: dict[str, Array], x: Array) -> Array:
+        means, matrices = prepared["means"], prepared["matrices"]
+        k, dim = means.shape
+        reference, scale = self._missing_frame(means, matrices)
+        scaled_means = (means - reference) / scale
+        scaled = matrices / jnp.square(scale)
+        log_scale = jnp.log(scale)
+
+        def rows(xb: Array) -> Array:
+            one = lambda row: conditional_gaussian(row, scaled_means, scaled, covariance=False)[0]
+            counts = jnp.sum(~jnp.isnan(xb), axis=1, keepdims=True)
+            return jax.vmap(one)((xb - reference) / scale) - counts * log_scale
+
+        return map_over_rows(rows, (x,), _rows_per_block(k, dim))
+
+    def _missing_moments(self, x, resp, centres, scale, means, covariances):
+        k, dim = means.shape
+        # Rows about one reference point (the mean of the centres), in the
+        # frame; each component's conditional mean then moved to its centre.
+        reference = jnp.mean(centres, axis=0)
+        scaled_means = (means - reference) / scale
+        scaled_centres = (centres - reference) / scale
+        scaled = self.matrices(covariances, k, dim) / jnp.square(scale)
+
+        def rows(xb: Array, rb: Array) -> tuple[Array, Array]:
+            one = lambda row: conditional_gaussian(row, scaled_means, scaled)[1:]
+            conditional, spread = jax.vmap(one)((xb - reference) / scale)
+            deviation = conditional - scaled_centres  # (rows, K, D)
+            first = jnp.einsum("rk,rkd->kd", rb, deviation)
+            second = jnp.einsum("rk,rkd,rke->kde", rb, deviation, deviation)
+            return first, second + jnp.einsum("rk,rkde->kde", rb, spread)
+
+        first, second = reduce_over_rows(rows, (x, resp), _rows_per_block(k, dim))
+        return first, self.pool(second)
 
     def finish_scatter(self, scatter: Array) -> Array:
         return symmetrize(scatter)
@@ -364,9 +510,12 @@ class _Vector(Covariance):
             "reference": reference,
             "scale": scale,
             "coefficients": coefficients,
+            "offset": offset,
+            "precisions": per_feature,
+            "log_variances": jnp.log(self._per_feature(covariances, dim)),
         }
 
-    def log_densities(self, prepared: dict[str, Array], x: Array) -> Array:
+    def _complete_log_densities(self, prepared: dict[str, Array], x: Array) -> Array:
         """``log N(x_i | μ_k, Σ_k)`` for a block of rows, ``(rows, K)``."""
         features = self._features(x, prepared["reference"], prepared["scale"])
         # The expansion cancels (x², −2xμ and μ² terms), so it needs full
@@ -380,6 +529,36 @@ class _Vector(Covariance):
         moments = exact_matmul(resp.T, self._features(x, centres[0], scale))
         squares, sum_x = moments[:, :-dim], moments[:, -dim:]
         return sum_x, self._squeeze(squares)
+
+    # The coordinates are independent given the component: a missing one is
+    # left out of the density, and contributes its component's mean and
+    # variance to the moments. Products of masks and squared features only.
+
+    def _missing_log_densities(self, prepared: dict[str, Array], x: Array) -> Array:
+        observed = ~jnp.isnan(x)
+        o = observed.astype(x.dtype)
+        u = jnp.where(observed, (x - prepared["reference"]) * (1.0 / prepared["scale"]), 0.0)
+        offset, precisions = prepared["offset"], prepared["precisions"]  # (K, D)
+        quadratic = (
+            exact_matmul(jnp.square(u), precisions.T)
+            - 2.0 * exact_matmul(u, (offset * precisions).T)
+            + exact_matmul(o, (jnp.square(offset) * precisions).T)
+        )
+        log_det = exact_matmul(o, prepared["log_variances"].T)
+        counts = jnp.sum(o, axis=1, keepdims=True)
+        return -0.5 * (counts * LOG_2PI + log_det + quadratic)
+
+    def _missing_moments(self, x, resp, centres, scale, means, covariances):
+        dim = x.shape[1]
+        observed = ~jnp.isnan(x)
+        missing = (~observed).astype(x.dtype)
+        u = jnp.where(observed, (x - centres[0]) * (1.0 / scale), 0.0)
+        offsets = (means - centres) / scale  # (K, D)
+        variances = self._per_feature(covariances, dim) / jnp.square(scale)
+        absent = exact_matmul(resp.T, missing)  # Σ_i r_ik m_id, (K, D)
+        sum_x = exact_matmul(resp.T, u) + absent * offsets
+        squares = exact_matmul(resp.T, jnp.square(u)) + absent * (jnp.square(offsets) + variances)
+        return sum_x, self._squeeze(self._squares(squares))
 
     def finish_scatter(self, scatter: Array) -> Array:
         return jnp.maximum(scatter, 0.0)

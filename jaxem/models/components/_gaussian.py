@@ -13,9 +13,9 @@ import numpy as np
 from jaxem._numerics import frame_scale
 from jaxem._stats import reduce_over_rows
 from jaxem._validation import check_finite_values, check_number, is_concrete
-from jaxem.models.components._checks import check_matrix_data, guarded_counts
+from jaxem.models.components._checks import check_matrix_data, fill_missing, guarded_counts
 from jaxem.models.components._component import Component
-from jaxem.models.components._covariance import COVARIANCES, Covariance
+from jaxem.models.components._covariance import COVARIANCES, Covariance, conditional_gaussian
 
 Array = jax.Array
 
@@ -232,10 +232,18 @@ class Gaussian(Component):
 
     # ------------------------------------------------------------------ checks
 
+    missing_values = True  # NaN in the data is a missing value
+
     def check_data(self, x: Any, num_components: int) -> Array:
         """Raise ``ValueError``/``TypeError`` unless ``x`` is ``(n, D)`` and
-        (when concrete) finite; return whether it is finite."""
-        return check_matrix_data(x, "Gaussian")
+        (when concrete) finite or NaN (missing), with at least one observed
+        value in every row; return whether it is valid."""
+        return check_matrix_data(x, "Gaussian", missing=True)
+
+    def features(self, x: Array) -> Array:
+        """The data for k-means seeding, missing values filled with their
+        column's mean."""
+        return fill_missing(x)
 
     def check_params(self, params: Any, x: Array, num_components: int) -> None:
         """Raise for parameters of the wrong structure, shape or value (values
@@ -283,7 +291,9 @@ class Gaussian(Component):
         return self.covariance.prepare(params.means, params.covariances)
 
     def log_likelihoods(self, prepared: dict[str, Array], x: Array) -> Array:
-        """``log N(x_i | μ_k, Σ_k)`` for a block of rows, ``(rows, K)``."""
+        """``log N(x_i | μ_k, Σ_k)`` for a block of rows, ``(rows, K)``; for
+        a row with missing (NaN) values, the density of its observed
+        coordinates."""
         return self.covariance.log_densities(prepared, x)
 
     # ------------------------------------------------------------ statistics
@@ -295,9 +305,17 @@ class Gaussian(Component):
 
     def statistics(self, x: Array, resp: Array, params: Any) -> GaussianStats:
         """Moments of a block about the centres of ``params``, in the frame
-        of their scale, from weighted responsibilities ``(rows, K)``."""
+        of their scale, from weighted responsibilities ``(rows, K)``.
+
+        Missing (NaN) values enter by their conditional distribution given
+        the row's observed values and its component: the conditional mean in
+        the first and second moments, and the conditional covariance in the
+        second (Ghahramani & Jordan 1994), so the M-step is exact EM."""
         centres, scale = self._frame(params)
-        return GaussianStats(*self.covariance.moments(x, resp, centres, scale))
+        moments = self.covariance.expected_moments(
+            x, resp, centres, scale, params.means, params.covariances
+        )
+        return GaussianStats(*moments)
 
     def shift_statistics(
         self, stats: GaussianStats, counts: Array, from_params: Any, to_params: Any
@@ -398,7 +416,9 @@ class Gaussian(Component):
 
     def initialize(self, x: Array, resp: Array, weights: Array | None = None) -> GaussianParams:
         """Means and covariances from responsibilities ``(n, K)`` alone (the
-        prior, if any, resolved from ``x``)."""
+        prior, if any, resolved from ``x``; missing values filled with their
+        column's mean for this start)."""
+        x = fill_missing(x, weights)
         k = resp.shape[1]
         prior = (
             None if self.prior is None else self.prior.resolve(x, k, self.covariance_type, weights)
@@ -413,6 +433,7 @@ class Gaussian(Component):
         prior: GaussianPriorParams | None,
     ) -> GaussianParams:
         """:meth:`initialize` with already-resolved prior hyperparameters."""
+        x = fill_missing(x, weights)
         w = jnp.ones(x.shape[0], x.dtype) if weights is None else weights
         weighted = resp * w[:, None]
         counts = jnp.sum(weighted, axis=0)
@@ -437,6 +458,36 @@ class Gaussian(Component):
         if self.prior is None or params.prior is None:
             return jnp.zeros((), params.means.dtype)
         return self.covariance.log_prior(params.means, params.covariances, params.prior)
+
+    def impute(
+        self, params: Any, x: Array, resp: Array, key: Array | None = None
+    ) -> Array:
+        """``x`` with its missing (NaN) entries filled in, given the rows'
+        posterior over the components ``resp (n, K)``.
+
+        Without ``key``: the conditional means ``E[x_m | x_o] = Σ_k r_ik
+        E[x_m | x_o, z = k]``. With ``key``: one draw per row from
+        ``p(x_m | x_o)``, the component drawn from ``resp`` and the missing
+        values from its conditional Gaussian. Observed entries are returned
+        unchanged.
+        """
+        k, dim = params.means.shape
+        matrices = self.covariance.matrices(params.covariances, k, dim)
+        row = lambda xi: conditional_gaussian(xi, params.means, matrices, key is not None)[1:]
+        conditional, spread = jax.vmap(row)(x)  # (n, K, D), (n, K, D, D) | None
+        if key is None:
+            return jnp.einsum("nk,nkd->nd", resp, conditional)
+        label_key, draw_key = jax.random.split(key)
+        labels = jax.random.categorical(label_key, jnp.log(resp), axis=1)
+        mean = jnp.take_along_axis(conditional, labels[:, None, None], axis=1)[:, 0]
+        spread = jnp.take_along_axis(spread, labels[:, None, None, None], axis=1)[:, 0]
+        missing = jnp.isnan(x)
+        # (the observed block of the conditional covariance is zero: make it
+        # the identity for the factorisation, and mask the noise there)
+        factors = jnp.linalg.cholesky(spread + jax.vmap(jnp.diag)((~missing).astype(x.dtype)))
+        noise = jax.random.normal(draw_key, x.shape, x.dtype)
+        draws = mean + jnp.einsum("nde,ne->nd", factors, noise)
+        return jnp.where(missing, draws, x)
 
     def sample(self, key: Array, params: Any, labels: Array) -> Array:
         """One draw per label, ``(n, D)``."""
