@@ -43,6 +43,8 @@ class Family:
         ``(n, D)`` families' messages).
       too_few: ``(x -> data with fewer observations than K, regex)``
         (default: one row).
+      missing: NaN in the data is a missing value (refused: inf, and data
+        with nothing observed).
       fits: the degenerate-data and collapsed-component tests fit the
         family (``False``: bad input only, for a family whose fits are
         tested in its own file and would cost the matrix more than they add).
@@ -58,6 +60,7 @@ class Family:
     rank_error: str = "2-D"
     container_error: str = ""
     too_few: tuple | None = None
+    missing: bool = False
     fits: bool = True
 
 
@@ -160,6 +163,7 @@ def gaussian_mixture(covariance_type: str) -> Family:
         f"gmm-{covariance_type}",
         lambda: jaxem.GaussianMixture(K, covariance_type=covariance_type),
         blobs,
+        missing=True,
     )
 
 
@@ -167,7 +171,12 @@ FAMILIES = {
     family.name: family
     for family in [
         *(gaussian_mixture(ct) for ct in ("full", "tied", "diag", "spherical")),
-        Family("mixture-gaussian", lambda: jaxem.Mixture(jaxem.Gaussian("diag"), K), blobs),
+        Family(
+            "mixture-gaussian",
+            lambda: jaxem.Mixture(jaxem.Gaussian("diag"), K),
+            blobs,
+            missing=True,
+        ),
         Family(
             "bernoulli",
             lambda: jaxem.Mixture(jaxem.Bernoulli(), K),
@@ -201,6 +210,7 @@ FAMILIES = {
             "mixture-of-mixtures",
             lambda: jaxem.Mixture(jaxem.MixtureComponent(jaxem.Gaussian("diag"), 2), K),
             blobs,
+            missing=True,
             # (fitted in tests/test_mixture_component.py)
             fits=False,
         ),
@@ -275,6 +285,7 @@ FAMILIES = {
             rank_error=r"\(B, T, \.\.\.\)",
             container_error=r"lengths must have shape \(B,\)",
             too_few=(lambda x: (x[:1], np.ones(1)), r"1 valid step\(s\) but num_states=2"),
+            missing=True,
             domain=(
                 ("length zero", lambda x: (x, np.r_[0.0, np.full(N - 1, T)]), "must be positive"),
                 ("length too long", lambda x: (x, np.full(N, T + 1.0)), "exceeds the padded"),

@@ -97,9 +97,15 @@ def bad_cases(family) -> list[tuple[str, Any]]:
 
     few, few_regex = family.too_few or (lambda x: rows(x, slice(0, 1)), r"1 observation\(s\)")
     container = "tuple, not a list" if tuple_data else "one .*array|take one"
+    if family.missing:  # NaN is missing; nothing observed is refused, and inf
+        nan_case = ("nan", data(lambda x: np.full_like(x, np.nan), ValueError, "every value is"))
+        inf_regex = r"(infinite|non-finite) value\(s\).*= -?inf"
+    else:
+        nan_case = ("nan", data(nan_first, ValueError, r"non-finite value\(s\).*\[3, 0(, 0)?\] = nan"))
+        inf_regex = r"non-finite value\(s\).*= -?inf"
     cases = [
-        ("nan", data(nan_first, ValueError, r"non-finite value\(s\).*\[3, 0(, 0)?\] = nan")),
-        ("inf", data(inf_row, ValueError, r"non-finite value\(s\).*= -?inf")),
+        nan_case,
+        ("inf", data(inf_row, ValueError, inf_regex)),
         ("empty", data(lambda x: rows(x, slice(0, 0)), ValueError, "no observations")),
         ("one row", data(few, ValueError, few_regex)),
         (

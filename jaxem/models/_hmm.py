@@ -306,6 +306,8 @@ class HMM(Model):
             # and the step's emission contributes nothing (log-likelihood 0).
             flat = steps.reshape(steps.shape[0], -1)
             steps = steps[~np.all(np.isnan(flat), axis=1)] if flat.shape[1] else steps
+            if steps.shape[0] == 0:
+                raise ValueError("x has no observed value: every value is missing (NaN)")
         if isinstance(values, jax.Array):
             steps = jax.device_put(steps)
         return self.emission.check_data(steps, self.num_states)

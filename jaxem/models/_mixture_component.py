@@ -98,6 +98,11 @@ class MixtureComponent(Component):
 
     # ------------------------------------------------------------ checks
 
+    @property
+    def missing_values(self) -> bool:
+        """Whether NaN is a missing value: as for the inner family."""
+        return getattr(self.component, "missing_values", False)
+
     def check_data(self, x: Any, num_components: int) -> Array:
         """The inner family's checks."""
         return self.component.check_data(x, self.num_mix)
