@@ -181,13 +181,35 @@ def test_bad_hyperparameters(options, message):
         GaussianMixture(**{"n_components": 3, **options}).fit(X)
 
 
+def test_missing_values_are_fitted_and_imputed():
+    """NaN is a missing value (allow_missing=True, the default); scores and
+    predictions read the observed coordinates; impute fills the rest."""
+    gm = GaussianMixture(3, random_state=0).fit(X)
+    gaps = X.copy()
+    gaps[::7, 1] = np.nan
+    fitted = GaussianMixture(3, random_state=0).fit(gaps)
+    assert fitted.converged_ and np.all(np.isfinite(fitted.covariances_))
+    assert np.all(np.isfinite(fitted.score_samples(gaps)))
+    filled = fitted.impute(gaps)
+    gone = np.isnan(gaps)
+    assert np.array_equal(filled[~gone], gaps[~gone])
+    assert np.sqrt(np.mean((filled[gone] - X[gone]) ** 2)) < np.std(X[:, 1])
+    drawn = fitted.impute(gaps, random_state=0)
+    assert np.all(np.isfinite(drawn)) and not np.allclose(drawn[gone], filled[gone])
+    assert gm.__sklearn_tags__().input_tags.allow_nan
+    assert not GaussianMixture(allow_missing=False).__sklearn_tags__().input_tags.allow_nan
+
+
 def test_bad_data():
     with pytest.raises(ValueError, match=r"n_samples >= n_components"):
         GaussianMixture(5).fit(X[:4])
     bad = X.copy()
-    bad[4, 2] = np.nan
-    with pytest.raises(ValueError, match=r"x contains 1 non-finite.*x\[4, 2\]"):
+    bad[4, 2] = -np.inf
+    with pytest.raises(ValueError, match=r"x contains 1 infinite.*x\[4, 2\]"):
         GaussianMixture(2).fit(bad)
+    bad[4, 2] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        GaussianMixture(2, allow_missing=False).fit(bad)
     gm = GaussianMixture(2, random_state=0).fit(X)
     with pytest.raises(ValueError, match="3 features"):
         gm.predict(X[:, :2])

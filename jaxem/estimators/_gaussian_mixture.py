@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from jaxem._driver import fit as _fit
 from jaxem._engine import restart_keys
+from jaxem._impute import impute as _impute
 from jaxem.models._gaussian_mixture import GaussianMixture as _Model
 from jaxem.models._gaussian_mixture import GaussianMixtureParams, GaussianMixturePrior
 from jaxem.models._mixture import INIT_METHODS
@@ -136,6 +137,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
       verbose_interval: iterations between progress lines.
       prior: jaxem extension: a :class:`jaxem.GaussianMixturePrior` for MAP
         estimation (``lower_bound_`` then includes ``log p(θ) / n``).
+      allow_missing: jaxem extension: NaN in ``X`` is a missing value (at
+        random): EM on the incomplete data, densities of the observed
+        coordinates, and :meth:`impute` (the default). ``False`` refuses NaN
+        with scikit-learn's ``ValueError``, as scikit-learn does.
 
     Attributes:
       weights_, means_, covariances_, precisions_, precisions_cholesky_: the
@@ -173,6 +178,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         verbose=0,
         verbose_interval=10,
         prior=None,
+        allow_missing=True,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -189,6 +195,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.prior = prior
+        self.allow_missing = allow_missing
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = bool(self.allow_missing)
+        return tags
+
+    def _finite(self):
+        """``validate_data``'s ``ensure_all_finite``: NaN passes to the model
+        when missing values are allowed (which refuses inf itself)."""
+        return False if self.allow_missing else True
 
     # ---------------------------------------------------------------- checks
 
@@ -323,7 +340,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _fit(self, X):
         self._check_hyperparameters()
         X = validate_data(
-            self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, ensure_all_finite=False
+            self,
+            X,
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=2,
+            ensure_all_finite=self._finite(),
         )
         if X.shape[0] < self.n_components:
             raise ValueError(
@@ -458,11 +479,30 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _apply(self, fn, X):
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate_data(
+            self,
+            X,
+            reset=False,
+            dtype=[np.float64, np.float32],
+            ensure_all_finite="allow-nan" if self.allow_missing else True,
+        )
         dtype = self.means_.dtype
         with jax.enable_x64(dtype == np.float64):
             out = fn(self._model(), self._params(), jnp.asarray(X, dtype=dtype))
             return np.asarray(out)
+
+    def impute(self, X, random_state=None):
+        """jaxem extension: ``X`` with its missing (NaN) entries filled in by
+        their conditional means given each row's observed values
+        (:func:`jaxem.impute`); with ``random_state``, one draw from their
+        conditional distribution instead."""
+        if not self.allow_missing:
+            raise ValueError("impute needs allow_missing=True")
+        key = None
+        if random_state is not None:
+            seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+            key = jax.random.key(seed)
+        return self._apply(lambda model, params, x: _impute(model, params, x, key), X)
 
     def score_samples(self, X):
         """Log-likelihood of each row of ``X``, ``(n_samples,)``."""

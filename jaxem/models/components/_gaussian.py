@@ -476,7 +476,7 @@ class Gaussian(Component):
         row = lambda xi: conditional_gaussian(xi, params.means, matrices, key is not None)[1:]
         conditional, spread = jax.vmap(row)(x)  # (n, K, D), (n, K, D, D) | None
         if key is None:
-            return jnp.einsum("nk,nkd->nd", resp, conditional)
+            return jnp.where(jnp.isnan(x), jnp.einsum("nk,nkd->nd", resp, conditional), x)
         label_key, draw_key = jax.random.split(key)
         labels = jax.random.categorical(label_key, jnp.log(resp), axis=1)
         mean = jnp.take_along_axis(conditional, labels[:, None, None], axis=1)[:, 0]
