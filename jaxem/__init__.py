@@ -24,7 +24,7 @@ inference functions in :mod:`jaxem.inference`; generalized EM in
 
 from jaxem import gem, inference, models
 from jaxem._criteria import aic, bic
-from jaxem._datasets import load_earthquakes, load_faithful
+from jaxem._datasets import load_airquality, load_earthquakes, load_faithful
 from jaxem._driver import em_step, fit
 from jaxem._engine import EMInfo, FitResult, restart_keys
 from jaxem._impute import impute
@@ -97,6 +97,7 @@ __all__ = [
     "gem",
     "impute",
     "inference",
+    "load_airquality",
     "load_earthquakes",
     "load_faithful",
     "models",

@@ -70,3 +70,38 @@ def load_earthquakes(return_years: bool = False):
         rows = np.array([[int(value) for value in row] for row in reader], dtype=np.int64)
     years, counts = rows[:, 0], rows[:, 1]
     return (counts, years) if return_years else counts
+
+
+def load_airquality(return_names: bool = False):
+    """Daily air-quality measurements in New York, May to September 1973
+    (Chambers, Cleveland, Kleiner & Tukey 1983; R's ``airquality``).
+
+    153 days (1 May to 30 September 1973) of: mean ozone (parts per billion,
+    13:00 to 15:00, Roosevelt Island), solar radiation (Langleys, 4000–7700
+    Å, 08:00 to 12:00, Central Park), average wind speed (miles per hour,
+    07:00 and 10:00, LaGuardia Airport), maximum daily temperature (degrees
+    Fahrenheit, LaGuardia), month and day. The data come from the New York
+    State Department of Conservation (ozone) and the National Weather
+    Service (meteorology), as distributed with R. 37 ozone readings and 7
+    solar-radiation readings are missing (NaN): a classic dataset for
+    methods that take missing values.
+
+    Args:
+      return_names: also return the column names.
+
+    Returns:
+      ``x``, a float64 numpy array of shape ``(153, 6)`` (columns ``ozone``,
+      ``solar_radiation``, ``wind``, ``temperature``, ``month``, ``day``)
+      with NaN where a reading is missing, or ``(x, names)``.
+
+    Examples:
+      >>> import numpy as np, jaxem
+      >>> x = jaxem.load_airquality()
+      >>> x.shape, int(np.isnan(x[:, 0]).sum()), int(np.isnan(x[:, 1]).sum())
+      ((153, 6), 37, 7)
+    """
+    with resources.files("jaxem").joinpath("data/airquality.csv").open() as handle:
+        reader = csv.reader(handle)
+        names = next(reader)
+        x = np.array([[float(value) if value else np.nan for value in row] for row in reader])
+    return (x, names) if return_names else x

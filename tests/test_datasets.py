@@ -25,3 +25,17 @@ def test_load_faithful():
     x, names = jaxem.load_faithful(return_names=True)
     assert x.shape == (272, 2) and x.dtype == np.float64
     assert names == ["eruptions", "waiting"]
+
+
+def test_load_airquality():
+    x, names = jaxem.load_airquality(return_names=True)
+    assert x.shape == (153, 6) and x.dtype == np.float64
+    assert names == ["ozone", "solar_radiation", "wind", "temperature", "month", "day"]
+    # R's summary(airquality): 37 and 7 missing; means 42.13, 185.9, 9.958, 77.88.
+    assert np.isnan(x).sum(axis=0).tolist() == [37, 7, 0, 0, 0, 0]
+    np.testing.assert_allclose(
+        np.nanmean(x[:, :4], axis=0), [42.129, 185.932, 9.958, 77.882], atol=1e-3
+    )
+    assert x[0].tolist() == [41.0, 190.0, 7.4, 67.0, 5.0, 1.0]
+    assert x[-1].tolist() == [20.0, 223.0, 11.5, 68.0, 9.0, 30.0]
+    assert np.array_equal(np.unique(x[:, 4]), [5, 6, 7, 8, 9])
