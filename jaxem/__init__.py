@@ -14,7 +14,8 @@ on CPU, GPU or TPU.
 The top level holds what a user calls: the fitting functions, the latent
 structures (:class:`Mixture`, :class:`GaussianMixture`,
 :class:`MixtureOfExperts`, :class:`HMM`, :class:`InputDrivenHMM`,
-:class:`LogJointModel`), the component families they are built from, the
+:class:`LogJointModel`, and the factor models :class:`FactorAnalysis` and
+:class:`PPCA`), the component families they are built from, the
 two contracts (:class:`Model`, :class:`Component`) and
 :class:`PerObservation`, criteria and datasets. Parameter and statistics
 types live in :mod:`jaxem.models` and :mod:`jaxem.models.components`; pure
@@ -39,6 +40,7 @@ from jaxem._online import (
 )
 from jaxem._stats import PerObservation
 from jaxem.models._experts import MixtureOfExperts
+from jaxem.models._factor import PPCA, FactorAnalysis
 from jaxem.models._gaussian_mixture import GaussianMixture, GaussianMixturePrior
 from jaxem.models._hmm import HMM, pad_sequences
 from jaxem.models._input_hmm import InputDrivenHMM
@@ -67,6 +69,7 @@ __all__ = [
     "Component",
     "EMInfo",
     "Exponential",
+    "FactorAnalysis",
     "FitResult",
     "Gaussian",
     "GaussianMixture",
@@ -84,6 +87,7 @@ __all__ = [
     "OnlineEM",
     "OnlineEMState",
     "OnlineFitResult",
+    "PPCA",
     "PerObservation",
     "Poisson",
     "PoissonRegression",

@@ -104,6 +104,7 @@ def em_step(
     given = m_step_state is not None
     if given:
         m_step_state = _engine.check_m_step_state(model, m_step_state, params)
+    model = _engine.for_data(model, x)  # (after every check: it may compile)
     params, m_step_state, value = _jitted_em_step(
         model, params, m_step_state, x, weights, chunk_size
     )
@@ -397,6 +398,7 @@ def fit(
         restart_batch_size = min(
             check_int(restart_batch_size, "restart_batch_size", 1), num_restarts
         )
+    model = _engine.for_data(model, x)  # (after every check: it may compile)
     if plan.mesh is not None:
         x, weights = _on_auto_mesh((x, weights), plan)
         if init_params is None:  # on the unsplit data, exactly as without a mesh

@@ -238,6 +238,14 @@ def check_data(model: Any, x: Any, weights: Any) -> tuple[Any, Array | None, Arr
     return jax.tree.map(to_device, x), weights, valid
 
 
+def for_data(model: Any, x: Any) -> Any:
+    """``model.for_data(x)`` for concrete data (resolved once, before
+    compiling); the model itself for traced data."""
+    if all(is_concrete(leaf) for leaf in jax.tree.leaves(x)):
+        return model.for_data(x)
+    return model
+
+
 def shape_of(x: Any) -> Any:
     """Hashable shapes and dtypes of the data (an array or a tuple of arrays)."""
     return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), x)

@@ -47,9 +47,7 @@ def impute(model: Any, params: Any, x: Any, key: Array | None = None) -> Array:
       True
     """
     if not callable(getattr(model, "impute", None)):
-        raise TypeError(
-            f"{type(model).__name__} does not take missing values: nothing to impute"
-        )
+        raise TypeError(f"{type(model).__name__} does not take missing values: nothing to impute")
     model = as_model(model)
     x = jax.tree.map(lambda a: jax.numpy.asarray(a), x)
     # (a latent structure over a family without missing values says so when

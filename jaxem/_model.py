@@ -50,6 +50,7 @@ OPTIONAL = (
     "shift_stats",
     "diagnose",
     "num_observations",
+    "for_data",
 )
 
 
@@ -155,6 +156,15 @@ class Model(Protocol):
         components that lost all their mass), reported on the fit's result.
         Default: none."""
         return {}
+
+    def for_data(self, x: Any) -> Any:
+        """The model specialised to concrete data ``x``: static facts read off
+        the data once, at the boundary, so the compiled program does not test
+        for them (e.g. a Gaussian family whose data hold no missing value
+        takes the complete-data code, with no branch on NaN). The driver
+        calls it on concrete data before compiling; under a user's ``jit``
+        the model is used as it is. Default: the model itself."""
+        return self
 
     def num_observations(self, x: Any) -> Any:
         """The number of observations in ``x``, BIC's ``n``. Default: the

@@ -733,6 +733,7 @@ def fit_online(
         restart_batch_size = min(
             check_int(restart_batch_size, "restart_batch_size", 1), num_restarts
         )
+    model = _engine.for_data(model, x)  # (after every check: it may compile)
     result = _jitted_fit_online(
         model,
         x,

@@ -122,6 +122,18 @@ def check_finite_data(x: Any) -> Array:
     return valid
 
 
+def holds_nan(x: Any) -> bool:
+    """Whether a concrete array whose values passed the data checks (no inf)
+    holds a NaN: whether any value is not finite, checked where it lives (a
+    device array on its device, by the same program as the finiteness
+    check, so nothing new compiles)."""
+    if x.size == 0:
+        return False
+    xp = _xp(x)
+    with jax.ensure_compile_time_eval():
+        return not bool(xp.all(xp.isfinite(x)))
+
+
 def check_missing_data(x: Any, name: str = "x") -> Array:
     """Data whose NaN entries are missing values: raise ``ValueError`` if a
     concrete ``x`` holds inf (how many, where the first is) or a row whose
@@ -136,9 +148,9 @@ def check_missing_data(x: Any, name: str = "x") -> Array:
         return True
     xp = _xp(x)
     with jax.ensure_compile_time_eval():
-        rows = xp.reshape(x, (x.shape[0], -1))
-        if bool(xp.all(xp.isfinite(rows))):
+        if bool(xp.all(xp.isfinite(x))):
             return True
+        rows = xp.reshape(x, (x.shape[0], -1))
         clean = not bool(xp.any(xp.isinf(rows))) and not bool(
             xp.any(xp.all(xp.isnan(rows), axis=1))
         )

@@ -207,6 +207,21 @@ FAMILIES = {
         ),
         Family("student-t", lambda: jaxem.Mixture(jaxem.StudentT(), K), blobs),
         Family(
+            "mixture-of-fa",
+            lambda: jaxem.Mixture(jaxem.FactorAnalysis(1), K),
+            lambda rng: blobs(rng, dim=3),
+            missing=True,
+        ),
+        Family(
+            "factor-analysis",
+            lambda: jaxem.FactorAnalysis(1),
+            lambda rng: blobs(rng, dim=3),
+            missing=True,
+            # (no components to collapse; its degenerate cases are in
+            # tests/test_factor_analysis.py)
+            fits=False,
+        ),
+        Family(
             "mixture-of-mixtures",
             lambda: jaxem.Mixture(jaxem.MixtureComponent(jaxem.Gaussian("diag"), 2), K),
             blobs,

@@ -270,9 +270,12 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="must be positive"):
         jaxem.fit(model, (x, np.array([10, 0])), key=key)
     bad = x.copy()
-    bad[1, 3, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    bad[1, 3, 0] = np.inf
+    with pytest.raises(ValueError, match=r"non-finite value\(s\).*x\[1, 3, 0\] = inf"):
         jaxem.fit(model, bad, key=key)
+    bad[1, 3, 0] = np.nan  # (missing, for Gaussian emissions; refused on request)
+    with pytest.raises(ValueError, match=r"non-finite value\(s\).*x\[1, 3, 0\] = nan"):
+        jaxem.fit(jaxem.HMM(jaxem.Gaussian("diag", missing=False), 2), bad, key=key)
     # NaN in padding is padding.
     jaxem.fit(model, (bad, np.array([10, 3])), key=key, max_iter=2)
     start = model.init(key, jnp.asarray(x))

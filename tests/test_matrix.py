@@ -101,7 +101,10 @@ def bad_cases(family) -> list[tuple[str, Any]]:
         nan_case = ("nan", data(lambda x: np.full_like(x, np.nan), ValueError, "every value is"))
         inf_regex = r"(infinite|non-finite) value\(s\).*= -?inf"
     else:
-        nan_case = ("nan", data(nan_first, ValueError, r"non-finite value\(s\).*\[3, 0(, 0)?\] = nan"))
+        nan_case = (
+            "nan",
+            data(nan_first, ValueError, r"non-finite value\(s\).*\[3, 0(, 0)?\] = nan"),
+        )
         inf_regex = r"non-finite value\(s\).*= -?inf"
     cases = [
         nan_case,

@@ -14,6 +14,7 @@ except ImportError as error:  # pragma: no cover - exercised without the extra
 
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
+from jaxem.estimators._factor_analysis import FactorAnalysis
 from jaxem.estimators._gaussian_mixture import (
     ComponentCollapseWarning,
     GaussianMixture,
@@ -32,6 +33,7 @@ __all__ = [
     "ComponentCollapseWarning",
     "ConvergenceMonitor",
     "ConvergenceWarning",
+    "FactorAnalysis",
     "GMMHMM",
     "GaussianHMM",
     "GaussianMixture",

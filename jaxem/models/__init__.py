@@ -2,10 +2,10 @@
 
 The models themselves (:class:`jaxem.Mixture`, :class:`jaxem.GaussianMixture`,
 :class:`jaxem.MixtureOfExperts`, :class:`jaxem.HMM`, :class:`jaxem.InputDrivenHMM`,
-:class:`jaxem.LogJointModel`) live at the top level. This module holds the
-types of their parameters (to build or inspect them by hand), their
-statistics and their M-step states; the component families' own types are in
-:mod:`jaxem.models.components`.
+:class:`jaxem.LogJointModel`, :class:`jaxem.FactorAnalysis`, :class:`jaxem.PPCA`)
+live at the top level. This module holds the types of their parameters (to
+build or inspect them by hand), their statistics and their M-step states; the
+component families' own types are in :mod:`jaxem.models.components`.
 """
 
 from jaxem.models._experts import (
@@ -14,6 +14,7 @@ from jaxem.models._experts import (
     MixtureOfExpertsStats,
     anchored_gate,
 )
+from jaxem.models._factor import FactorAnalysisParams, FactorAnalysisStats
 from jaxem.models._gaussian_mixture import GaussianMixtureParams
 from jaxem.models._hmm import HMMParams, HMMStats
 from jaxem.models._input_hmm import (
@@ -26,6 +27,8 @@ from jaxem.models._mixture import MixtureParams, MixtureStats, initial_responsib
 from jaxem.models._mixture_component import MixtureComponentParams, MixtureComponentStats
 
 __all__ = [
+    "FactorAnalysisParams",
+    "FactorAnalysisStats",
     "GaussianMixtureParams",
     "HMMParams",
     "HMMStats",

@@ -113,6 +113,8 @@ class GaussianMixture(MixtureBase):
       block_size: rows per block in the E-step (bounds temporaries to
         ``block_size × K × D``); ``None`` picks it from the backend and sizes.
       kmeans_max_iter: Lloyd iterations at most, for ``init_method="kmeans"``.
+      missing: NaN in the data is a missing value: ``None`` (decided from the
+        data), ``True`` or ``False`` (NaN refused); see :class:`jaxem.Gaussian`.
 
     Examples:
       >>> import jax, jaxem
@@ -134,6 +136,7 @@ class GaussianMixture(MixtureBase):
     prior: GaussianMixturePrior | None = None
     block_size: int | None = None
     kmeans_max_iter: int = 100
+    missing: bool | None = None
     component: Gaussian = dataclasses.field(init=False, repr=False, compare=False)
     weight_concentration: float = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -145,12 +148,20 @@ class GaussianMixture(MixtureBase):
             self.covariance_type,
             self.reg_covar,
             None if prior is None else prior.component_prior(),
+            self.missing,
         )
         object.__setattr__(self, "component", component)
         object.__setattr__(self, "reg_covar", component.reg_covar)
         alpha = 1.0 if prior is None else prior.weight_concentration
         object.__setattr__(self, "weight_concentration", alpha)
         check_mixture_options(self)
+
+    def for_data(self, x: Any) -> GaussianMixture:
+        """With ``missing`` read off concrete data ``x`` (see :class:`jaxem.Gaussian`)."""
+        component = self.component.for_data(x)
+        if component is self.component:
+            return self
+        return dataclasses.replace(self, missing=component.missing)
 
     # ---------------------------------------------------------------- layout
 

@@ -39,7 +39,7 @@ from jaxem.inference._hmm import (
 )
 from jaxem.models._mixture import INIT_METHODS, collapsed, initial_responsibilities
 from jaxem.models.components._checks import guarded_counts
-from jaxem.models.components._component import Component, check_component
+from jaxem.models.components._component import Component, resolve_component
 
 Array = jax.Array
 
@@ -210,7 +210,7 @@ class HMM(Model):
     kmeans_max_iter: int = 100
 
     def __post_init__(self):
-        check_component(self.emission)
+        object.__setattr__(self, "emission", resolve_component(self.emission))
         set_ = lambda name, value: object.__setattr__(self, name, value)
         k = self.num_states
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
@@ -311,6 +311,23 @@ class HMM(Model):
         if isinstance(values, jax.Array):
             steps = jax.device_put(steps)
         return self.emission.check_data(steps, self.num_states)
+
+    def for_data(self, x: Any) -> Any:
+        """The model with its emission family specialised to the valid steps
+        of concrete data ``x`` (e.g. whether Gaussian emissions have missing
+        values)."""
+        specialise = getattr(self.emission, "for_data", None)
+        if specialise is None:
+            return self
+        sequences = self._sequences(x)
+        values, lengths = sequences if isinstance(sequences, tuple) else (sequences, None)
+        host = np.asarray(values)
+        if lengths is None:
+            steps = host.reshape((-1, *host.shape[2:]))
+        else:
+            steps = host[np.arange(host.shape[1])[None, :] < np.asarray(lengths)[:, None]]
+        emission = specialise(steps)
+        return self if emission is self.emission else dataclasses.replace(self, emission=emission)
 
     def check_params(self, params: Any, x: Any) -> None:
         """Raise for parameters of the wrong structure, shape or value."""

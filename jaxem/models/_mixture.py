@@ -27,7 +27,7 @@ from jaxem._stats import attach, map_over_rows, reduce_over_rows
 from jaxem._validation import check_int, check_number, is_concrete
 from jaxem.inference import discrete_posterior
 from jaxem.models.components._checks import guarded_counts
-from jaxem.models.components._component import Component, check_component
+from jaxem.models.components._component import Component, resolve_component
 
 Array = jax.Array
 Data = Any  # an (n, D) array, or a tuple of arrays with a common leading axis
@@ -197,6 +197,17 @@ class MixtureBase(Model):
         check_weight_shape(params.weights, self.num_components)
         self.component.check_params(params.components, x, self.num_components)
         check_simplex(params.weights)
+
+    def for_data(self, x: Data) -> Any:
+        """The mixture with its component family specialised to concrete
+        ``x`` (e.g. whether Gaussian data hold missing values)."""
+        specialise = getattr(self.component, "for_data", None)
+        if specialise is None:
+            return self
+        component = specialise(x)
+        if component is self.component:
+            return self
+        return dataclasses.replace(self, component=component)
 
     def _block_rows(self, x: Data) -> int:
         if self.block_size is not None:
@@ -452,5 +463,5 @@ class Mixture(MixtureBase):
     kmeans_max_iter: int = 100
 
     def __post_init__(self):
-        check_component(self.component)
+        object.__setattr__(self, "component", resolve_component(self.component))
         check_mixture_options(self)

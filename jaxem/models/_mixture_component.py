@@ -25,7 +25,7 @@ from jax.scipy.special import gammaln, logsumexp
 
 from jaxem._validation import check_number, is_concrete
 from jaxem.models._mixture import initial_responsibilities
-from jaxem.models.components._component import Component, check_component
+from jaxem.models.components._component import Component, resolve_component
 
 Array = jax.Array
 
@@ -86,7 +86,7 @@ class MixtureComponent(Component):
     weight_concentration: float = 1.0
 
     def __post_init__(self):
-        check_component(self.component)
+        object.__setattr__(self, "component", resolve_component(self.component))
         m = self.num_mix
         if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1:
             raise ValueError(f"num_mix must be a positive integer; got {m!r}")
@@ -102,6 +102,16 @@ class MixtureComponent(Component):
     def missing_values(self) -> bool:
         """Whether NaN is a missing value: as for the inner family."""
         return getattr(self.component, "missing_values", False)
+
+    def for_data(self, x: Any) -> MixtureComponent:
+        """With the inner family specialised to concrete ``x``."""
+        specialise = getattr(self.component, "for_data", None)
+        if specialise is None:
+            return self
+        component = specialise(x)
+        return (
+            self if component is self.component else dataclasses.replace(self, component=component)
+        )
 
     def check_data(self, x: Any, num_components: int) -> Array:
         """The inner family's checks."""

@@ -20,6 +20,7 @@ from jaxem.models.components._covariance import (
     TiedCovariance,
 )
 from jaxem.models.components._exponential import ExponentialParams, ExponentialStats
+from jaxem.models.components._factor import FactorAnalyzer, FactorParams
 from jaxem.models.components._gaussian import GaussianParams, GaussianPriorParams, GaussianStats
 from jaxem.models.components._gradient import GradientComponent, RegressionParams
 from jaxem.models.components._linear_regression import (
@@ -38,6 +39,8 @@ __all__ = [
     "DiagCovariance",
     "ExponentialParams",
     "ExponentialStats",
+    "FactorAnalyzer",
+    "FactorParams",
     "FullCovariance",
     "GaussianParams",
     "GaussianPriorParams",

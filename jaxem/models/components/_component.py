@@ -173,3 +173,22 @@ def check_component(component: Any) -> None:
             f"for the optional methods); {component!r} has no "
             f"{', '.join(repr(name) for name in missing)}"
         )
+
+
+def resolve_component(component: Any) -> Any:
+    """The component family ``component`` stands for, checked.
+
+    A model that is the one-component case of a family (such as
+    :class:`jaxem.FactorAnalysis`) offers ``as_component()``; a latent
+    structure given such a model builds itself from that family instead
+    (resolved once, in the structure's ``__post_init__``). Anything else is
+    returned as it is.
+
+    Raises:
+      TypeError: the result lacks a method of the component contract.
+    """
+    as_component = getattr(component, "as_component", None)
+    if callable(as_component) and not isinstance(component, type):
+        component = as_component()
+    check_component(component)
+    return component

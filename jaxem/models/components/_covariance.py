@@ -91,7 +91,6 @@ def conditional_gaussian(
       ``(log_densities (K,), conditional_means (K, D), conditional
       covariances (K, D, D) or None)``.
     """
-    dim = x.shape[0]
     observed = ~jnp.isnan(x)
     o = observed.astype(means.dtype)
     pair = o[:, None] * o[None, :]
@@ -147,17 +146,29 @@ class Covariance:
     # NaN in the data means "missing" (at random). The log-density of a row is
     # that of its observed coordinates, and the moments are expected under the
     # conditional distribution of the missing coordinates given the observed
-    # ones (Ghahramani & Jordan 1994), so the M-step is exact. Blocks with no
-    # NaN take the complete-data code (one `lax.cond` per block).
+    # ones (Ghahramani & Jordan 1994), so the M-step is exact. Data known to
+    # be complete take the complete-data code alone (`jaxem.fit` resolves
+    # this once, on the concrete data); otherwise a `lax.cond` per block
+    # picks it.
 
-    def log_densities(self, prepared: dict[str, Array], x: Array) -> Array:
+    def log_densities(
+        self, prepared: dict[str, Array], x: Array, missing: bool | None = None
+    ) -> Array:
         """``log N(x_i,o | μ_k,o, Σ_k,oo)`` for a block of rows, ``(rows, K)``:
-        the density of each row's observed (non-NaN) coordinates."""
-        return lax.cond(
-            has_missing(x),
-            lambda: self._missing_log_densities(prepared, x),
-            lambda: self._complete_log_densities(prepared, x),
-        )
+        the density of each row's observed (non-NaN) coordinates.
+
+        ``missing``: whether the data hold missing values, when known
+        statically (``False``: the complete-data code alone; ``True``: the
+        missing-value code); ``None`` decides per block (one ``lax.cond``)."""
+        if missing is None:
+            return lax.cond(
+                has_missing(x),
+                lambda: self._missing_log_densities(prepared, x),
+                lambda: self._complete_log_densities(prepared, x),
+            )
+        if missing:
+            return self._missing_log_densities(prepared, x)
+        return self._complete_log_densities(prepared, x)
 
     def expected_moments(
         self,
@@ -167,17 +178,23 @@ class Covariance:
         scale: Array,
         means: Array,
         covariances: Array,
+        missing: bool | None = None,
     ) -> tuple[Array, Array]:
         """:meth:`moments` of a block whose NaN entries are missing: of
         ``E[x | x_o, z = k]`` about the centres, plus the conditional
         covariances of the missing coordinates in the second moments, under
         the components ``(means, covariances)`` the responsibilities come from.
-        The complete-data moments where nothing is missing."""
-        return lax.cond(
-            has_missing(x),
-            lambda: self._missing_moments(x, resp, centres, scale, means, covariances),
-            lambda: self.moments(x, resp, centres, scale),
-        )
+        The complete-data moments where nothing is missing (``missing`` as for
+        :meth:`log_densities`)."""
+        if missing is None:
+            return lax.cond(
+                has_missing(x),
+                lambda: self._missing_moments(x, resp, centres, scale, means, covariances),
+                lambda: self.moments(x, resp, centres, scale),
+            )
+        if missing:
+            return self._missing_moments(x, resp, centres, scale, means, covariances)
+        return self.moments(x, resp, centres, scale)
 
     def frame(self, means: Array, covariances: Array) -> Array:
         """The scale ``s`` of the frame statistics are taken in, for

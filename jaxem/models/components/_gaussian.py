@@ -12,7 +12,7 @@ import numpy as np
 
 from jaxem._numerics import frame_scale
 from jaxem._stats import reduce_over_rows
-from jaxem._validation import check_finite_values, check_number, is_concrete
+from jaxem._validation import check_finite_values, check_number, holds_nan, is_concrete
 from jaxem.models.components._checks import check_matrix_data, fill_missing, guarded_counts
 from jaxem.models.components._component import Component
 from jaxem.models.components._covariance import COVARIANCES, Covariance, conditional_gaussian
@@ -203,6 +203,11 @@ class Gaussian(Component):
       reg_covar: non-negative value added to the covariances' diagonal after
         each M-step, as in scikit-learn.
       prior: a :class:`GaussianPrior` for MAP estimation, or ``None``.
+      missing: NaN in the data is a missing value (at random). ``None`` (the
+        default): decided from the data (``jaxem.fit`` reads it off the
+        concrete data once; under a user's ``jit`` each block of rows
+        branches on it); ``True``: always the missing-value code; ``False``:
+        NaN is refused as bad input (the complete-data code alone).
 
     Examples:
       >>> import jax, jaxem
@@ -215,6 +220,7 @@ class Gaussian(Component):
     covariance_type: str = "full"
     reg_covar: float = 1e-6
     prior: GaussianPrior | None = None
+    missing: bool | None = None
 
     def __post_init__(self):
         if self.covariance_type not in COVARIANCES:
@@ -224,6 +230,9 @@ class Gaussian(Component):
         object.__setattr__(self, "reg_covar", check_number(self.reg_covar, "reg_covar", 0.0))
         if self.prior is not None and not isinstance(self.prior, GaussianPrior):
             raise TypeError(f"prior must be a GaussianPrior or None; got {self.prior!r}")
+        if self.missing not in (None, True, False):
+            raise TypeError(f"missing must be None, True or False; got {self.missing!r}")
+        object.__setattr__(self, "missing", None if self.missing is None else bool(self.missing))
 
     @property
     def covariance(self) -> Covariance:
@@ -232,13 +241,24 @@ class Gaussian(Component):
 
     # ------------------------------------------------------------------ checks
 
-    missing_values = True  # NaN in the data is a missing value
+    @property
+    def missing_values(self) -> bool:
+        """Whether NaN in the data is a missing value (unless ``missing=False``)."""
+        return self.missing is not False
 
     def check_data(self, x: Any, num_components: int) -> Array:
         """Raise ``ValueError``/``TypeError`` unless ``x`` is ``(n, D)`` and
-        (when concrete) finite or NaN (missing), with at least one observed
-        value in every row; return whether it is valid."""
-        return check_matrix_data(x, "Gaussian", missing=True)
+        (when concrete) finite or NaN (missing; unless ``missing=False``),
+        with at least one observed value in every row; return whether it is
+        valid."""
+        return check_matrix_data(x, "Gaussian", missing=self.missing_values)
+
+    def for_data(self, x: Any) -> Gaussian:
+        """The family with ``missing`` read off concrete data ``x`` (whether
+        it holds a NaN), when it is ``None``."""
+        if self.missing is not None or not is_concrete(x):
+            return self
+        return dataclasses.replace(self, missing=holds_nan(x))
 
     def features(self, x: Array) -> Array:
         """The data for k-means seeding, missing values filled with their
@@ -294,7 +314,7 @@ class Gaussian(Component):
         """``log N(x_i | μ_k, Σ_k)`` for a block of rows, ``(rows, K)``; for
         a row with missing (NaN) values, the density of its observed
         coordinates."""
-        return self.covariance.log_densities(prepared, x)
+        return self.covariance.log_densities(prepared, x, self.missing)
 
     # ------------------------------------------------------------ statistics
 
@@ -313,7 +333,7 @@ class Gaussian(Component):
         second (Ghahramani & Jordan 1994), so the M-step is exact EM."""
         centres, scale = self._frame(params)
         moments = self.covariance.expected_moments(
-            x, resp, centres, scale, params.means, params.covariances
+            x, resp, centres, scale, params.means, params.covariances, self.missing
         )
         return GaussianStats(*moments)
 
@@ -459,9 +479,7 @@ class Gaussian(Component):
             return jnp.zeros((), params.means.dtype)
         return self.covariance.log_prior(params.means, params.covariances, params.prior)
 
-    def impute(
-        self, params: Any, x: Array, resp: Array, key: Array | None = None
-    ) -> Array:
+    def impute(self, params: Any, x: Array, resp: Array, key: Array | None = None) -> Array:
         """``x`` with its missing (NaN) entries filled in, given the rows'
         posterior over the components ``resp (n, K)``.
 
