@@ -181,6 +181,18 @@ def test_bad_hyperparameters(options, message):
         GaussianMixture(**{"n_components": 3, **options}).fit(X)
 
 
+def test_scikit_learn_estimator_checks():
+    """scikit-learn's own checks of an estimator (clone, fit/predict
+    contracts, dtypes, pickling, ...), in full."""
+    from sklearn.exceptions import SkipTestWarning
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", SkipTestWarning)  # (array-API checks need scipy's flag)
+        check_estimator(GaussianMixture())
+
+
 def test_missing_values_are_fitted_and_imputed():
     """NaN is a missing value (allow_missing=True, the default); scores and
     predictions read the observed coordinates; impute fills the rest."""
