@@ -100,8 +100,11 @@ def test_fit_inside_user_jit_reports_bad_values_as_flags():
     run = jax.jit(lambda x: jaxem.fit(model, x, key=jax.random.key(0), max_iter=20))
     good = run(x)
     assert not bool(good.invalid_input)
-    bad = run(x.at[5, 1].set(jnp.nan))
+    bad = run(x.at[5, 1].set(jnp.inf))
     assert bool(bad.invalid_input)
+    # (NaN is a missing value; a row with nothing observed is invalid)
+    assert not bool(run(x.at[5, 1].set(jnp.nan)).invalid_input)
+    assert bool(run(x.at[5].set(jnp.nan)).invalid_input)
     # Shape problems still raise at trace time.
     with pytest.raises(ValueError, match="2-D"):
         run(x[:, 0])
