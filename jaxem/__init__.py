@@ -44,6 +44,7 @@ from jaxem.models._factor import PPCA, FactorAnalysis
 from jaxem.models._gaussian_mixture import GaussianMixture, GaussianMixturePrior
 from jaxem.models._hmm import HMM, pad_sequences
 from jaxem.models._input_hmm import InputDrivenHMM
+from jaxem.models._lds import LinearGaussianSSM
 from jaxem.models._log_joint import LogJointModel
 from jaxem.models._mixture import Mixture
 from jaxem.models._mixture_component import MixtureComponent
@@ -77,6 +78,7 @@ __all__ = [
     "GaussianPrior",
     "HMM",
     "InputDrivenHMM",
+    "LinearGaussianSSM",
     "LinearRegression",
     "LogJointModel",
     "LogisticRegression",

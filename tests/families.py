@@ -326,6 +326,22 @@ FAMILIES = {
             ),
         ),
         Family(
+            "lds",
+            lambda: jaxem.LinearGaussianSSM(state_dim=1),
+            sequences,
+            missing=True,
+            # (no components to collapse; its fits, float32 and degenerate
+            # data are tested in tests/test_lds.py)
+            fits=False,
+            rank_error=r"\(B, T, D\)",
+            container_error=r"lengths must have shape \(B,\)",
+            too_few=(lambda x: (x, np.ones(N)), r"needs at least one transition"),
+            domain=(
+                ("length zero", lambda x: (x, np.r_[0.0, np.full(N - 1, T)]), "must be positive"),
+                ("length too long", lambda x: (x, np.full(N, T + 1.0)), "exceeds the padded"),
+            ),
+        ),
+        Family(
             "log-joint",
             lambda: jaxem.LogJointModel(
                 log_joint, log_joint_init, gradient_step=ADAM, check_data_fn=log_joint_check

@@ -23,6 +23,7 @@ from jaxem.models._input_hmm import (
     InputDrivenHMMStats,
     InputDrivenTransitionStats,
 )
+from jaxem.models._lds import LinearGaussianSSMParams, LinearGaussianSSMStats
 from jaxem.models._mixture import MixtureParams, MixtureStats, initial_responsibilities
 from jaxem.models._mixture_component import MixtureComponentParams, MixtureComponentStats
 
@@ -36,6 +37,8 @@ __all__ = [
     "InputDrivenHMMParams",
     "InputDrivenHMMStats",
     "InputDrivenTransitionStats",
+    "LinearGaussianSSMParams",
+    "LinearGaussianSSMStats",
     "MixtureComponentParams",
     "MixtureComponentStats",
     "MixtureOfExpertsMStepState",
