@@ -8,6 +8,7 @@ from typing import Any
 import jax
 
 from jaxem._model import as_model
+from jaxem._validation import is_concrete
 
 Array = jax.Array
 
@@ -55,6 +56,8 @@ def impute(model: Any, params: Any, x: Any, key: Array | None = None) -> Array:
     jax.eval_shape(lambda p, d: model.impute(p, d, None), params, x)
     model.check_data(x)
     model.check_params(params, x)
+    if all(is_concrete(leaf) for leaf in jax.tree.leaves(x)):
+        model = model.for_data(x)
     return _impute(model, params, x, key)
 
 

@@ -488,7 +488,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         )
         dtype = self.means_.dtype
         with jax.enable_x64(dtype == np.float64):
-            out = fn(self._model(), self._params(), jnp.asarray(X, dtype=dtype))
+            x = jnp.asarray(X, dtype=dtype)
+            # (the model resolved on the data: complete data take the
+            # complete-data program, with no branch on NaN)
+            out = fn(self._model().for_data(x), self._params(), x)
             return np.asarray(out)
 
     def impute(self, X, random_state=None):
