@@ -190,8 +190,13 @@ def test_blocked_e_step_equals_one_block():
     weights = jnp.asarray(np.random.default_rng(0).uniform(size=257))
     for covariance_type in COVARIANCE_TYPES:
         params = random_params(np.random.default_rng(1), covariance_type, 2)
-        whole = jaxem.GaussianMixture(K, covariance_type=covariance_type, block_size=1000)
-        blocked = jaxem.GaussianMixture(K, covariance_type=covariance_type, block_size=64)
+        # (complete data, declared: no missing-value branch to compile)
+        whole = jaxem.GaussianMixture(
+            K, covariance_type=covariance_type, block_size=1000, missing=False
+        )
+        blocked = jaxem.GaussianMixture(
+            K, covariance_type=covariance_type, block_size=64, missing=False
+        )
         models = (whole, blocked)
         evaluate = jax.jit(
             lambda params, x, w, models=models: [

@@ -324,8 +324,8 @@ def test_collapsed_component_and_as_many_rows_as_components(name):
     component, as it should when that raises the likelihood). A fit on ``K``
     rows is finite."""
     family = FAMILIES[name]
-    model = family.make()
     x = cast(family.data(np.random.default_rng(1)), np.float32)
+    model = family.make().for_data(x)  # (resolved on the data, as fit does)
     start = collapse(valid_params(name, "float32", x))
     flags = jax.jit(lambda p: model.diagnose(model.e_step(p, x)[0], p))(start)
     np.testing.assert_array_equal(flags["collapsed"], [False, True])
