@@ -15,8 +15,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from jaxem._driver import fit as _fit
-from jaxem._impute import impute as _impute
 from jaxem.estimators._gaussian_mixture import NumericalWarning
+from jaxem.estimators._missing import ImputeMixin
 from jaxem.models._factor import FactorAnalysis as _Model
 from jaxem.models._factor import FactorAnalysisParams
 
@@ -73,7 +73,7 @@ def orthomax(loadings, gamma, tol=1e-6, max_iter=100):
     return loadings @ rotation
 
 
-class FactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class FactorAnalysis(ImputeMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Factor analysis fitted by jaxem's EM, with scikit-learn's interface.
 
     A drop-in for :class:`sklearn.decomposition.FactorAnalysis`: the same
@@ -335,20 +335,6 @@ class FactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         with jax.enable_x64(dtype == np.float64):
             return np.asarray(fn(self._model(), self._params()))
 
-    def impute(self, X, random_state=None):
-        """jaxem extension: ``X`` with its missing (NaN) entries filled in by
-        their conditional means given each row's observed values
-        (:func:`jaxem.impute`); with ``random_state``, one draw from their
-        conditional distribution instead."""
-        if not self.allow_missing:
-            raise ValueError("impute needs allow_missing=True")
-        key = None
-        if random_state is not None:
-            seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-            key = jax.random.key(seed)
-        return self._apply(lambda model, params, x: _impute(model, params, x, key), X)
-
-    @property
     def _n_features_out(self):
         """Number of transformed output features."""
         return self.components_.shape[0]

@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from jaxem._driver import fit as _fit
 from jaxem._engine import restart_keys
-from jaxem._impute import impute as _impute
+from jaxem.estimators._missing import ImputeMixin
 from jaxem.models._gaussian_mixture import GaussianMixture as _Model
 from jaxem.models._gaussian_mixture import GaussianMixtureParams, GaussianMixturePrior
 from jaxem.models._mixture import INIT_METHODS
@@ -104,7 +104,7 @@ def _precisions_cholesky(covariances, covariance_type):
     return factors.reshape(covariances.shape)
 
 
-class GaussianMixture(DensityMixin, BaseEstimator):
+class GaussianMixture(ImputeMixin, DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by jaxem, with scikit-learn's interface.
 
     A drop-in for :class:`sklearn.mixture.GaussianMixture`: the same
@@ -493,19 +493,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             # complete-data program, with no branch on NaN)
             out = fn(self._model().for_data(x), self._params(), x)
             return np.asarray(out)
-
-    def impute(self, X, random_state=None):
-        """jaxem extension: ``X`` with its missing (NaN) entries filled in by
-        their conditional means given each row's observed values
-        (:func:`jaxem.impute`); with ``random_state``, one draw from their
-        conditional distribution instead."""
-        if not self.allow_missing:
-            raise ValueError("impute needs allow_missing=True")
-        key = None
-        if random_state is not None:
-            seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-            key = jax.random.key(seed)
-        return self._apply(lambda model, params, x: _impute(model, params, x, key), X)
 
     def score_samples(self, X):
         """Log-likelihood of each row of ``X``, ``(n_samples,)``."""
