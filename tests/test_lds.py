@@ -230,10 +230,10 @@ def test_float32_parallel_and_sequential_are_finite_and_close():
 @pytest.mark.usefixtures("x64")
 def test_posterior_samples_have_the_smoothed_moments():
     """Forward filtering, backward sampling: the parallel recursion draws the
-    same states as the sequential one from the same keys; 2000 draws have
+    same states as the sequential one from the same keys; 1000 draws have
     the smoothed means, covariances and lag-one cross-covariances (within
     Monte Carlo error); padded steps repeat the last valid state."""
-    length, num = 17, 2000
+    length, num = 17, 1000
     keys = jax.random.split(jax.random.key(0), num)
     arrays = [np.asarray(a) for a in SYSTEM]
 
@@ -273,7 +273,8 @@ LENGTHS = np.full(B, T)
 LENGTHS[[2, 6]] = [31, 12]
 DATA = (VALUES, LENGTHS)
 HELD_OUT = (simulate(RNG, TRUTH, B)[0], np.full(B, T))
-FIT = dict(num_restarts=2, max_iter=25, tol=0.0)
+FIT = dict(num_restarts=1, max_iter=25, tol=0.0)
+LOG_PROB = jax.jit(MODEL.log_prob)  # (one program for every (32, 50, 3) batch)
 
 _CACHE: dict = {}
 
@@ -349,10 +350,9 @@ def test_fit_is_monotone_and_recovers_the_system():
     for trace in np.asarray(result.history):
         assert np.all(np.diff(trace) >= -1e-10 * np.abs(trace[1:]))
     assert not np.any(result.decreased) and not np.any(result.nonfinite)
-    log_prob = jax.jit(MODEL.log_prob)
     steps = B * T
-    fitted = float(jnp.sum(log_prob(result.params, HELD_OUT))) / steps
-    truth = float(jnp.sum(log_prob(TRUTH, HELD_OUT))) / steps
+    fitted = float(jnp.sum(LOG_PROB(result.params, HELD_OUT))) / steps
+    truth = float(jnp.sum(LOG_PROB(TRUTH, HELD_OUT))) / steps
     assert abs(fitted - truth) < 0.02
 
     def autocovariances(p):
@@ -374,10 +374,10 @@ def test_float32_fits_of_offset_and_degenerate_data():
     """float32 (one compiled fit for every case). Data 1000 away from zero:
     the emission moments are taken about the current bias, so the
     log-likelihood is the float64 fit's on the unshifted data to float32
-    rounding. A constant coordinate, duplicated sequences, integer values
-    and scales from 1e-8 to 1e18 (the emission moments in a frame scaled by
-    a power of two: sums of squares of 1e18 overflow float32) give finite
-    parameters and log-likelihoods, and no flag."""
+    rounding. A constant coordinate, duplicated sequences and scales from
+    1e-8 to 1e18 (the emission moments in a frame scaled by a power of two:
+    sums of squares of 1e18 overflow float32) give finite parameters and
+    log-likelihoods, and no flag."""
     reference = cached("fit64", lambda: jaxem.fit(MODEL, DATA, key=jax.random.key(0), **FIT))
     with jax.enable_x64(True):
         reference = float(reference.log_likelihood)
@@ -386,7 +386,6 @@ def test_float32_fits_of_offset_and_degenerate_data():
         "offset": VALUES + 1000.0,
         "constant coordinate": np.where(gaps, np.nan, VALUES * [0.0, 1.0, 1.0] + [3.0, 0.0, 0.0]),
         "duplicated sequences": np.repeat(VALUES[:1], B, axis=0),
-        "integer values": np.round(VALUES),
         "scale 1e-8": VALUES * 1e-8,
         "scale 1e8": VALUES * 1e8,
         "scale 1e18": VALUES * 1e18,
@@ -414,7 +413,7 @@ def test_statistics_are_the_gradient_and_the_m_step_maximises_q():
     M-step; and the E-step's log-likelihood is ``log_prob``'s."""
     params = jax.tree.map(jnp.asarray, random_params(np.random.default_rng(3)))
     stats, total = jax.jit(MODEL.e_step)(params, DATA)
-    np.testing.assert_allclose(total, jnp.sum(jax.jit(MODEL.log_prob)(params, DATA)), rtol=1e-12)
+    np.testing.assert_allclose(total, jnp.sum(LOG_PROB(params, DATA)), rtol=1e-12)
     frame = emission_frame(params)
     assert float(frame[1]) > 1.0  # (the statistics' frame is scaled: Q says how)
     q = lambda p, s: expected_log_joint(p, s, frame)

@@ -39,7 +39,9 @@ step's.
 - parallel in time (``parallel=True``): ``lax.associative_scan`` over the
   conditional-Gaussian elements of Särkkä and García-Fernández (2021),
   about three times the work in ``O(log T)`` steps, for long sequences on an
-  accelerator.
+  accelerator. On a CPU it is no faster (``T = 1e5``, ``S = D = 4``,
+  float32, 2 cores: 2.4 s either way for the smoother) and its program,
+  ``O(log T)`` unrolled combination steps, takes far longer to compile.
 
 **Numerics.** Innovation covariances are factored by Cholesky and never
 inverted; filtered covariances use Joseph's form ``(I − K H) P (I − K H)ᵀ +
@@ -68,7 +70,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.scipy.linalg import cho_solve, solve_triangular
+from jax.scipy.linalg import cho_solve, lu_factor, lu_solve, solve_triangular
 
 from jaxem._numerics import cholesky_with_jitter, symmetrize
 
@@ -162,7 +164,9 @@ def _system(
     if y.ndim != 2:
         raise ValueError(f"emissions must have shape (T, D); got {tuple(y.shape)}")
     num_steps, dim = y.shape
-    state_dim = m0.shape[0] if m0.ndim == 1 else -1
+    if m0.ndim != 1 or m0.shape[0] < 1:
+        raise ValueError(f"initial_mean must have shape (S,) with S >= 1; got {tuple(m0.shape)}")
+    state_dim = m0.shape[0]
     expected = {
         "initial_mean": (m0, (state_dim,)),
         "initial_covariance": (s0, (state_dim, state_dim)),
@@ -172,7 +176,7 @@ def _system(
         "emission_covariance": (r, (dim, dim)),
     }
     for name, (value, shape) in expected.items():
-        if tuple(value.shape) != shape or state_dim < 1:
+        if tuple(value.shape) != shape:
             raise ValueError(
                 f"{name} must have shape {shape} for initial_mean of shape (S,) and emissions "
                 f"of shape (T, D) = {(num_steps, dim)}; got {tuple(value.shape)}"
@@ -320,28 +324,6 @@ def _filter_element(system: _System, t):
     return tuple(jnp.where(system.valid[t], e, i) for e, i in zip(element, identity, strict=True))
 
 
-def _solve_small(matrix: Array, rhs: Array) -> Array:
-    """``matrix⁻¹ rhs`` for one small non-singular ``(S, S)`` matrix, by
-    Gauss-Jordan elimination with partial pivoting, unrolled over the ``S``
-    columns: elementwise operations only. Inside the parallel scans this
-    replaces LAPACK's batched solves, which XLA's CPU runtime in jax 0.10
-    runs slowly for batches of tiny matrices and has been seen to deadlock
-    on when they sit in an associative scan."""
-    size = matrix.shape[0]
-    augmented = jnp.concatenate([matrix, rhs], axis=1)
-    rows = jnp.arange(size)
-    for column in range(size):
-        candidates = jnp.where(rows >= column, jnp.abs(augmented[:, column]), -1.0)
-        pivot = jnp.argmax(candidates)
-        pivot_row, current_row = augmented[pivot], augmented[column]
-        augmented = jnp.where((rows == pivot)[:, None], current_row[None, :], augmented)
-        pivot_row = pivot_row / pivot_row[column]
-        factors = jnp.where(rows == column, 0.0, augmented[:, column])
-        augmented = augmented - factors[:, None] * pivot_row[None, :]
-        augmented = jnp.where((rows == column)[:, None], pivot_row[None, :], augmented)
-    return augmented[:, size:]
-
-
 def _filter_compose(earlier, later):
     """The element of two consecutive stretches (Särkkä and
     García-Fernández 2021, Lemma 8), for one pair of elements. ``I + C1 J2``
@@ -351,10 +333,10 @@ def _filter_compose(earlier, later):
     a2, b2, c2, eta2, j2 = later
     state_dim = a1.shape[0]
     eye = jnp.eye(state_dim, dtype=a1.dtype)
-    coupling = eye + c1 @ j2
+    lu = lu_factor(eye + c1 @ j2)
     # (I + C1 J2)⁻¹ [A1, b1 + C1 η2, C1] and (I + J2 C1)⁻¹ = (I + C1 J2)⁻ᵀ [η2 − J2 b1, J2 A1]
-    right = _solve_small(coupling, jnp.concatenate([a1, (b1 + c1 @ eta2)[:, None], c1], axis=1))
-    left = _solve_small(coupling.T, jnp.concatenate([(eta2 - j2 @ b1)[:, None], j2 @ a1], axis=1))
+    right = lu_solve(lu, jnp.concatenate([a1, (b1 + c1 @ eta2)[:, None], c1], axis=1))
+    left = lu_solve(lu, jnp.concatenate([(eta2 - j2 @ b1)[:, None], j2 @ a1], axis=1), trans=1)
     solved_a, solved_b, solved_c = right[:, :state_dim], right[:, state_dim], right[:, -state_dim:]
     return (
         a2 @ solved_a,

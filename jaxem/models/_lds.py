@@ -311,7 +311,8 @@ class LinearGaussianSSM(Model):
         estimates (``S_0``, ``Q``, ``R``), ``>= 0``.
       parallel: parallel-in-time inference (``lax.associative_scan``)
         instead of ``lax.scan``: fewer sequential steps for long sequences
-        on an accelerator, about three times the work.
+        on an accelerator, about three times the work (on a CPU, no faster,
+        and slower to compile).
       block_size: sequences per E-step block (``None``: chosen from the sizes).
 
     Examples:
