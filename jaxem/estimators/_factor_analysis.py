@@ -335,6 +335,7 @@ class FactorAnalysis(ImputeMixin, ClassNamePrefixFeaturesOutMixin, TransformerMi
         with jax.enable_x64(dtype == np.float64):
             return np.asarray(fn(self._model(), self._params()))
 
+    @property
     def _n_features_out(self):
         """Number of transformed output features."""
         return self.components_.shape[0]
