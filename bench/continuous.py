@@ -27,22 +27,27 @@ Three parts (``--only``):
 * ``kalman``: ``jaxem.inference.kalman_smoother`` with ``parallel=False``
   and ``True`` on one sequence (T = 10⁵, S = 4 states, D = 4 emissions),
   jitted, float64 and float32: compile time and the median of repeated
-  calls; dynamax's ``lgssm_smoother`` (sequential, and its parallel version
-  from ``parallel_inference``) on the same model and data in a subprocess,
-  whose float64 smoothed means are compared with jaxem's.
+  calls; dynamax's ``lgssm_smoother`` (and, with ``--dynamax-parallel``, its
+  ``parallel_inference`` version) on the same model and data in a
+  subprocess, whose float64 smoothed means are compared with jaxem's.
+
+The ``gmm-missing`` cases and the ``kalman`` runs each go to a fresh process
+of this file, watched for CPU progress: jaxlib 0.10.2's batched CPU LAPACK
+kernels can deadlock XLA's thread pool (see "isolated worker processes"
+below), and a deadlocked case is rerun on one CPU.
 
 Run from the repository root::
 
-    python bench/continuous.py --dynamax-python /tmp/dynvenv/bin/python   # ~10 minutes on 2 cores
+    python bench/continuous.py --dynamax-python /tmp/dynvenv/bin/python   # ~15 min, 2 cores
     python bench/continuous.py --quick                                    # small sizes, a smoke run
     python bench/continuous.py --only kalman --repeats 5
 
 Results go to ``bench/results/continuous-<host>-<backend>-<date>[-quick].json``
 (or ``--out``); see ``bench/README.md`` for the fields.
 
-This file also runs as the dynamax worker (``--dynamax-worker``), in a Python
-that may have dynamax but not jaxem or scikit-learn: only numpy and jax are
-imported at the top.
+This file also runs as those workers (``--worker TASK OUT``), dynamax's in a
+Python that may have dynamax but not jaxem or scikit-learn: only numpy and
+jax are imported at the top.
 """
 
 from __future__ import annotations
