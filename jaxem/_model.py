@@ -51,6 +51,8 @@ OPTIONAL = (
     "diagnose",
     "num_observations",
     "for_data",
+    "constraints",
+    "expected_log_joint",
 )
 
 
@@ -165,6 +167,33 @@ class Model(Protocol):
         calls it on concrete data before compiling; under a user's ``jit``
         the model is used as it is. Default: the model itself."""
         return self
+
+    def constraints(self, params: Params) -> Any:
+        """The domain of each parameter: a pytree of :mod:`jaxem.gem`
+        constraints mirroring ``params`` (or a prefix of it), with
+        :data:`jaxem.gem.fixed` for values the fit does not estimate (resolved
+        prior hyperparameters, parameters held fixed). Acceleration
+        (``fit(accelerate="squarem")``), :func:`jaxem.standard_errors` and
+        differentiation through a fit work in the free, unconstrained
+        coordinates these define: logarithms of positive values, log-ratios
+        on a simplex, Cholesky factors with a log diagonal, nothing for
+        fixed values (``jaxem._free``). Default:
+        ``None``, every parameter real and free."""
+        return None
+
+    def expected_log_joint(
+        self, params: Params, x: Any, q_params: Params, weights: Array | None = None
+    ) -> Array:
+        """``E_q[log p(x, z | params)]`` summed (weighted) over the
+        observations, for the posterior ``q = p(z | x, q_params)``: the
+        EM auxiliary function ``Q(params, q_params)`` without the prior. What
+        :func:`jaxem.elbo` and the ICL criterion need. Default: none
+        (``TypeError``); mixtures and hidden Markov models define it."""
+        raise TypeError(
+            f"{type(self).__name__} does not define expected_log_joint: the lower bound and "
+            "ICL need the expected complete-data log-likelihood of a discrete latent structure "
+            "(mixtures, hidden Markov models)"
+        )
 
     def num_observations(self, x: Any) -> Any:
         """The number of observations in ``x``, BIC's ``n``. Default: the

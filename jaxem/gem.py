@@ -9,9 +9,12 @@ fixed number of updates of any ``optax.GradientTransformation`` on
 the objective (a proposal that lowers it is rejected).
 
 Constraints map unconstrained reals onto a parameter's domain:
-:data:`real`, :data:`positive` (softplus), :data:`simplex` (softmax over the
-last axis), :data:`unit_interval` (sigmoid) and :data:`positive_definite`
-(``L Lᵀ`` with ``L`` lower triangular with a softplus diagonal). Declare them
+:data:`real`, :data:`fixed` (not estimated), :data:`positive` (softplus),
+:data:`simplex` (softmax over the last axis), :data:`unit_interval`
+(sigmoid), :data:`positive_definite` (``L Lᵀ`` with ``L`` lower
+triangular with a softplus diagonal), :data:`positive_diagonal` (diagonal
+matrices with a softplus diagonal) and :data:`logits` (real, meaningful up
+to a shift over the last axis). Declare them
 with a pytree that mirrors the parameters (or a prefix of it); ``None``
 means real.
 
@@ -45,8 +48,11 @@ __all__ = [
     "GEMInfo",
     "GradientMStep",
     "constrain",
+    "fixed",
+    "logits",
     "positive",
     "positive_definite",
+    "positive_diagonal",
     "real",
     "simplex",
     "unconstrain",
@@ -110,6 +116,11 @@ def _cholesky_inverse(matrix: Array) -> Array:
 real = Constraint("real", _identity, _identity)
 """No constraint."""
 
+fixed = Constraint("fixed", lax.stop_gradient, _identity)
+"""A value the fit does not estimate (a resolved prior hyperparameter, a
+parameter held fixed): gradient steps leave it where it is, and it has no
+free coordinates (see :meth:`jaxem.Model.constraints`)."""
+
 positive = Constraint("positive", jax.nn.softplus, _inverse_softplus)
 """Positive values: ``softplus(u)``."""
 
@@ -123,6 +134,29 @@ positive_definite = Constraint("positive_definite", _cholesky_forward, _cholesky
 """Symmetric positive-definite matrices over the last two axes: ``L Lᵀ`` with
 ``L`` lower triangular (its strict lower triangle from ``u``, its diagonal
 ``softplus`` of ``u``'s diagonal)."""
+
+
+def _diagonal_forward(raw: Array) -> Array:
+    diagonal = jax.nn.softplus(jnp.diagonal(raw, axis1=-2, axis2=-1))
+    return diagonal[..., :, None] * jnp.eye(raw.shape[-1], dtype=raw.dtype)
+
+
+def _diagonal_inverse(matrix: Array) -> Array:
+    diagonal = _inverse_softplus(jnp.diagonal(matrix, axis1=-2, axis2=-1))
+    return diagonal[..., :, None] * jnp.eye(matrix.shape[-1], dtype=matrix.dtype)
+
+
+positive_diagonal = Constraint("positive_diagonal", _diagonal_forward, _diagonal_inverse)
+"""Diagonal matrices with a positive diagonal over the last two axes (a
+diagonal covariance stored as a matrix): ``diag(softplus(diag(u)))``; the
+off-diagonal entries stay zero, and only the diagonal is free."""
+
+logits = Constraint("logits", _identity, _identity)
+"""Real values over the last axis that matter only up to a common shift
+(the logits of a softmax, such as a softmax regression's coefficients over
+its classes): gradient steps move every entry, while the free coordinates
+(see :meth:`jaxem.Model.constraints`) are the ``C − 1`` differences against the
+last entry, the mean over the axis held where it is."""
 
 
 def _is_constraint(node: Any) -> bool:

@@ -354,12 +354,37 @@ class MixtureOfExperts(Model):
         return stats._replace(experts=experts)
 
     def expected_log_joint(
-        self, params: MixtureOfExpertsParams, stats: MixtureOfExpertsStats
+        self,
+        params: MixtureOfExpertsParams,
+        x: Data,
+        q_params: MixtureOfExpertsParams,
+        weights: Array | None = None,
     ) -> Array:
-        """``Q(θ, θ_old) = Σ_ik r_ik log p(y_i, z_i = k | x_i, θ)`` at
-        ``params`` = θ (the responsibilities and data in ``stats`` come from
-        the E-step under θ_old)."""
-        return expected_log_joint(stats.gate.values, self.log_joint(params, stats.gate.data))
+        """``Q(params, q_params) = Σ_i w_i Σ_k r_ik log p(y_i, z_i = k | x_i,
+        params)``, with ``r_ik = p(z_i = k | x_i, y_i, q_params)`` (the
+        posterior depends on the inputs through the gate): EM's auxiliary
+        function without the prior.
+
+        Args:
+          params: the parameters of the log-joint.
+          x: ``(inputs (n, P), targets)``.
+          q_params: the parameters of the posterior.
+          weights: optional per-observation weights, ``(n,)``.
+
+        Returns:
+          A scalar.
+        """
+        log_joint = self._log_joint(params)
+        q_log_joint = self._log_joint(q_params)
+
+        def block(xb: Data, wb: Array | None) -> Array:
+            resp = discrete_posterior(q_log_joint(xb))[1]
+            if wb is not None:
+                resp = resp * wb[:, None]
+            return expected_log_joint(resp, log_joint(xb))
+
+        rows = self.expert.block_rows(x, self.num_experts)
+        return reduce_over_rows(block, (x, weights), rows)
 
     def log_prob(self, params: MixtureOfExpertsParams, x: Data) -> Array:
         """Per-observation ``log p(y_i | x_i)``, ``(n,)``."""
@@ -424,6 +449,12 @@ class MixtureOfExperts(Model):
             "MixtureOfExperts models targets given inputs and has no distribution over inputs: "
             "draw targets with model.sample_targets(key, params, inputs)"
         )
+
+    def constraints(self, params: MixtureOfExpertsParams) -> MixtureOfExpertsParams:
+        """The gate's weights and bias as logits over the experts (a common
+        shift changes no gate probability), and the experts' declaration."""
+        experts = self.expert.constraints(params.experts)
+        return MixtureOfExpertsParams(gem.logits, gem.logits, experts)
 
     def num_parameters(self, params: MixtureOfExpertsParams) -> int:
         """Free parameters: ``(P + 1)(K − 1)`` for the gate plus the experts'."""

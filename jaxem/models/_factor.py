@@ -298,6 +298,13 @@ class FactorModel(Model):
         """``n`` draws ``μ + W z + ε``, ``(n, D)``."""
         return self.component.sample(key, self._expand(params), jnp.zeros(n, jnp.int32))
 
+    def constraints(self, params: FactorAnalysisParams) -> FactorAnalysisParams:
+        """Real mean and loadings, positive noise variances (one scalar for
+        probabilistic PCA): the component family's declaration. The
+        loadings' rotation is not removed (``q (q − 1) / 2`` free
+        coordinates more than :meth:`num_parameters`)."""
+        return FactorAnalysisParams(*self.component.constraints(self._expand(params)))
+
     def num_parameters(self, params: FactorAnalysisParams) -> int:
         """``D`` means, ``D q − q (q − 1) / 2`` loadings (up to rotation) and
         ``D`` noise variances (``1`` for probabilistic PCA)."""

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
+from jaxem import gem
 from jaxem._model import Model
 from jaxem._stats import attach, reduce_over_rows
 from jaxem._validation import check_finite, check_number, is_concrete
@@ -471,6 +472,50 @@ class HMM(Model):
         (zero at padded steps)."""
         return self._over_sequences(hmm_smoother, params, x)[0].marginals
 
+    def _log_chain(self, params: HMMParams, x: Any) -> tuple[Array, Array, Array]:
+        """The log-potentials of every sequence: ``(log initial (K,), log
+        transitions (K, K), log emissions (B, T, K), zero at padded steps)``
+        (a subclass with time-varying transitions returns ``(B, T, K, K)``)."""
+        log_initial, log_transition, prepared = self._log_potentials(params)
+        values, _, valid = self._unpack(x)
+        return log_initial, log_transition, self._log_emissions(prepared, values, valid)
+
+    def expected_log_joint(
+        self, params: HMMParams, x: Any, q_params: HMMParams, weights: Array | None = None
+    ) -> Array:
+        """``Σ_b w_b E_q[log p(x_b, z_b | params)]`` for the posterior over
+        state paths ``q = p(z_b | x_b, q_params)``: EM's ``Q(params,
+        q_params)`` without the prior, from forward-backward under
+        ``q_params`` (marginals and pair marginals) and the log initial,
+        transition and emission probabilities under ``params``. Padded steps
+        and steps with nothing observed (gaps) contribute as in
+        :meth:`e_step`.
+
+        Args:
+          params: the parameters of the log-joint.
+          x: sequences, as for :meth:`e_step`.
+          q_params: the parameters of the posterior.
+          weights: optional per-sequence weights, ``(B,)``.
+
+        Returns:
+          A scalar.
+        """
+
+        def block(xb: Any, wb: Array | None) -> Array:
+            posterior = self._over_sequences(hmm_smoother, q_params, xb)[0]
+            log_initial, log_transition, log_e = self._log_chain(params, xb)
+            per_sequence = (
+                _expected(posterior.marginals[:, 0], log_initial)
+                + _expected(posterior.transitions, log_transition)
+                + _expected(posterior.marginals, log_e)
+            )
+            if wb is None:
+                return jnp.sum(per_sequence)
+            # A zero-weight sequence adds nothing, even where its density is 0.
+            return jnp.sum(jnp.where(wb > 0, wb * per_sequence, 0.0))
+
+        return reduce_over_rows(block, (x, weights), self._block_rows(x))
+
     def most_likely_states(self, params: HMMParams, x: Any) -> tuple[Array, Array]:
         """Viterbi: the most probable state paths ``(B, T)`` int32 (padded
         steps repeat the last valid state) and their log-joint ``(B,)``."""
@@ -545,6 +590,11 @@ class HMM(Model):
         rows are sequences)."""
         return jnp.sum(self._unpack(self._sequences(x))[1])
 
+    def constraints(self, params: HMMParams) -> HMMParams:
+        """Initial probabilities and each row of transitions on the simplex,
+        and the emission family's declaration."""
+        return HMMParams(gem.simplex, gem.simplex, self.emission.constraints(params.emissions))
+
     def num_parameters(self, params: HMMParams) -> int:
         """Free parameters: ``K − 1`` initial, ``K(K − 1)`` transition, and the
         emission family's."""
@@ -598,6 +648,14 @@ class HMM(Model):
         pairs = jnp.einsum("btk,btl->kl", per_step[:, :-1], following)
         transitions = _normalize_counts(pairs + 1.0)
         return HMMParams(initial.astype(dtype), transitions.astype(dtype), emissions)
+
+
+def _expected(probabilities: Array, log_values: Array) -> Array:
+    """``Σ p · log_values`` per sequence (over every axis but the first of
+    ``probabilities`` (B, ...); ``log_values`` broadcasts against it), with
+    ``0 · (−∞)`` taken as ``0``."""
+    terms = jnp.where(probabilities > 0, probabilities * log_values, 0.0)
+    return jnp.sum(terms.reshape(terms.shape[0], -1), axis=1)
 
 
 def _normalize_counts(counts: Array) -> Array:

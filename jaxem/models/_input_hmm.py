@@ -346,6 +346,14 @@ class InputDrivenHMM(HMM):
         run = lambda la, le, n: algorithm(log_initial, la, le, n, self.parallel)
         return jax.vmap(run)(log_a, log_e, lengths), values, lengths
 
+    def _log_chain(self, params: InputDrivenHMMParams, x: Any) -> tuple[Array, Array, Array]:
+        """``(log initial (K,), log transitions (B, T, K, K), log emissions
+        (B, T, K))`` (see :meth:`jaxem.HMM.expected_log_joint`)."""
+        values, _, valid = self._unpack(_split(x)[0])
+        log_e = self._log_emissions(self.emission.prepare(params.emissions), values, valid)
+        log_a = self.transition_log_probabilities(params, self._inputs(x))
+        return jnp.log(params.initial), log_a, log_e
+
     def e_step(
         self, params: InputDrivenHMMParams, x: Any, weights: Array | None = None
     ) -> tuple[InputDrivenHMMStats, Array]:
@@ -475,6 +483,13 @@ class InputDrivenHMM(HMM):
     def _sequences(self, x: Any) -> Any:
         """The values (and lengths) without the inputs."""
         return _split(x)[0]
+
+    def constraints(self, params: InputDrivenHMMParams) -> InputDrivenHMMParams:
+        """Initial probabilities on the simplex, transition weights and
+        biases as logits over the ``to`` axis (a shift of a row changes no
+        probability), and the emission family's declaration."""
+        emissions = self.emission.constraints(params.emissions)
+        return InputDrivenHMMParams(gem.simplex, gem.logits, gem.logits, emissions)
 
     def num_parameters(self, params: InputDrivenHMMParams) -> int:
         """Free parameters: ``K − 1`` initial, ``K (K − 1)(P + 1)`` transition

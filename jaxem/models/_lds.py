@@ -64,6 +64,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_solve
 
+from jaxem import gem
 from jaxem._model import Model
 from jaxem._numerics import cholesky_with_jitter, frame_scale, symmetrize
 from jaxem._stats import reduce_over_rows
@@ -974,6 +975,23 @@ class LinearGaussianSSM(Model):
         states = jnp.concatenate([first[None], rest])
         noise = emission_noise @ jnp.linalg.cholesky(params.emission_covariance).T
         return states @ params.emission_weights.T + emission + noise, states
+
+    def constraints(self, params: LinearGaussianSSMParams) -> LinearGaussianSSMParams:
+        """Real means, weights and biases; a positive-definite initial
+        covariance; ``Q`` and ``R`` positive definite (``"full"``) or
+        positive diagonal matrices (``"diag"``); the ``fixed`` parameters
+        fixed. The change of state basis is not removed (``S²`` free
+        coordinates more than :meth:`num_parameters` when no parameter of
+        the state side is fixed)."""
+        kinds = {name: gem.real for name in PARAMETER_NAMES}
+        kinds["initial_covariance"] = gem.positive_definite
+        for name, kind in (
+            ("dynamics_covariance", self.dynamics_covariance_type),
+            ("emission_covariance", self.emission_covariance_type),
+        ):
+            kinds[name] = gem.positive_diagonal if kind == "diag" else gem.positive_definite
+        kinds.update({name: gem.fixed for name in self.fixed})
+        return LinearGaussianSSMParams(**kinds)
 
     def num_parameters(self, params: LinearGaussianSSMParams) -> int:
         """Free parameters: the entries of the parameters that are not fixed

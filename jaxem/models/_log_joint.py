@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxem import gem
+from jaxem import _free, gem
 from jaxem._model import Model, check_finite_params
 from jaxem._numerics import num_rows
 from jaxem._stats import PerObservation
@@ -32,32 +31,6 @@ from jaxem.models._mixture import collapsed
 from jaxem.models.components._gradient import gradient_m_step
 
 Array = jax.Array
-
-
-def count_free_parameters(params: Any, constraints: Any) -> int:
-    """Free parameters of ``params`` under ``constraints``: a simplex over the
-    last axis loses one per vector, a ``D × D`` positive-definite matrix has
-    ``D (D + 1) / 2``, everything else counts every entry."""
-
-    def count(constraint: gem.Constraint | None, subtree: Any) -> int:
-        total = 0
-        for leaf in jax.tree.leaves(subtree):
-            shape = jnp.shape(leaf)
-            size = math.prod(shape)
-            if constraint is gem.simplex and shape:
-                size -= size // shape[-1]
-            elif constraint is gem.positive_definite and len(shape) >= 2:
-                dim = shape[-1]
-                size = size // (dim * dim) * dim * (dim + 1) // 2
-            total += size
-        return total
-
-    if constraints is None:
-        return sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(params))
-    counts = jax.tree.map(
-        count, constraints, params, is_leaf=lambda c: c is None or isinstance(c, gem.Constraint)
-    )
-    return int(sum(jax.tree.leaves(counts)))
 
 
 @functools.cache
@@ -87,9 +60,15 @@ class LogJointModel(Model):
       log_prior_fn: ``params -> scalar`` for MAP estimation; ``None`` for none.
       sample_fn: ``(key, params, n) -> draws``, for :meth:`sample`.
       num_parameters_fn: ``params -> int`` for BIC/AIC; ``None`` counts the
-        free entries under the gradient step's constraints.
+        free coordinates under :meth:`constraints`.
       check_data_fn: ``x -> None``, raising for data the model cannot take
         (NaN and inf are refused in any case).
+      param_constraints: the parameters' domains, a (hashable) pytree of
+        :mod:`jaxem.gem` constraints mirroring the parameters or a prefix of
+        them (:data:`jaxem.gem.fixed` for values the fit does not estimate),
+        returned by :meth:`constraints`; ``None``: the gradient step's
+        constraints (all real without them). Named apart from the
+        :meth:`constraints` method of the model contract.
 
     Examples:
       A mixture of two unit-variance Gaussians with unknown means and weights:
@@ -119,6 +98,7 @@ class LogJointModel(Model):
     sample_fn: Callable[[Array, Any, int], Any] | None = None
     num_parameters_fn: Callable[[Any], int] | None = None
     check_data_fn: Callable[[Any], None] | None = None
+    param_constraints: Any = None
 
     def __post_init__(self):
         for name in ("log_joint_fn", "init_fn"):
@@ -144,6 +124,15 @@ class LogJointModel(Model):
             )
         if self.gradient_step is not None and self.m_step_fn is not None:
             raise ValueError("give either gradient_step or a closed-form m_step_fn, not both")
+        leaves = jax.tree.leaves(
+            self.param_constraints, is_leaf=lambda c: c is None or isinstance(c, gem.Constraint)
+        )
+        bad = [leaf for leaf in leaves if leaf is not None and not isinstance(leaf, gem.Constraint)]
+        if bad:
+            raise TypeError(
+                "param_constraints must be a pytree of jaxem.gem constraints (or None); "
+                f"got {bad[0]!r}"
+            )
 
     # ------------------------------------------------------------------ checks
 
@@ -186,10 +175,16 @@ class LogJointModel(Model):
         resp, total = posterior_from_gradient(self._log_joint(params, x), weights)
         return PerObservation(resp, x), total
 
-    def expected_log_joint(self, params: Any, stats: PerObservation) -> Array:
-        """``Q(θ, θ_old)`` at ``params`` = θ, from the responsibilities (under
-        θ_old) and data in ``stats``."""
-        return expected_log_joint(stats.values, self._log_joint(params, stats.data))
+    def expected_log_joint(
+        self, params: Any, x: Any, q_params: Any, weights: Array | None = None
+    ) -> Array:
+        """``Q(params, q_params) = Σ_i w_i Σ_k r_ik log_joint_fn(params, x)_ik``
+        with ``r_ik = p(z_i = k | x_i, q_params)``: EM's auxiliary function
+        without the prior, a scalar."""
+        resp = discrete_posterior(self._log_joint(q_params, x))[1]
+        if weights is not None:
+            resp = resp * weights[:, None]
+        return expected_log_joint(resp, self._log_joint(params, x))
 
     def init_m_step_state(self, params: Any) -> Any:
         """The gradient step's optimizer state at ``params`` (``()`` with a
@@ -237,13 +232,19 @@ class LogJointModel(Model):
             )
         return self.sample_fn(key, params, n)
 
+    def constraints(self, params: Any) -> Any:
+        """``param_constraints``, or the gradient step's constraints (``None``,
+        all real, without either)."""
+        if self.param_constraints is not None:
+            return self.param_constraints
+        return None if self.gradient_step is None else self.gradient_step.constraints
+
     def num_parameters(self, params: Any) -> int:
-        """Free parameters (``num_parameters_fn``, or the entries free under
-        the gradient step's constraints)."""
+        """Free parameters (``num_parameters_fn``, or the number of free
+        coordinates under :meth:`constraints`)."""
         if self.num_parameters_fn is not None:
             return int(self.num_parameters_fn(params))
-        step = self.gradient_step
-        return count_free_parameters(params, None if step is None else step.constraints)
+        return _free.num_free(self.constraints(params), params)
 
     def diagnose(self, stats: PerObservation, params: Any) -> dict[str, Array]:
         """``{"collapsed": (K,)}``: latent states with less than a thousandth

@@ -20,12 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
-from jaxem import _kmeans
+from jaxem import _kmeans, gem
 from jaxem._model import Model
 from jaxem._numerics import frame_scale, num_rows
 from jaxem._stats import attach, map_over_rows, reduce_over_rows
 from jaxem._validation import check_int, check_number, is_concrete
-from jaxem.inference import discrete_posterior
+from jaxem.inference import discrete_posterior, expected_log_joint
 from jaxem.models.components._checks import guarded_counts
 from jaxem.models.components._component import Component, resolve_component
 
@@ -325,6 +325,33 @@ class MixtureBase(Model):
             lambda xb: discrete_posterior(log_joint(xb))[1], (x,), self._block_rows(x)
         )
 
+    def expected_log_joint(
+        self, params: Any, x: Data, q_params: Any, weights: Array | None = None
+    ) -> Array:
+        """``Σ_i w_i Σ_k q_ik log p(x_i, z_i = k | params)``, with ``q_ik =
+        p(z_i = k | x_i, q_params)``: EM's ``Q(params, q_params)`` without
+        the prior (differentiable in both parameter sets).
+
+        Args:
+          params: the parameters of the log-joint.
+          x: data.
+          q_params: the parameters of the posterior.
+          weights: optional per-observation weights, ``(n,)``.
+
+        Returns:
+          A scalar.
+        """
+        log_joint = self._log_joint(params)
+        q_log_joint = self._log_joint(q_params)
+
+        def block(xb: Data, wb: Array | None) -> Array:
+            resp = discrete_posterior(q_log_joint(xb))[1]
+            if wb is not None:
+                resp = resp * wb[:, None]
+            return expected_log_joint(resp, log_joint(xb))
+
+        return reduce_over_rows(block, (x, weights), self._block_rows(x))
+
     def impute(self, params: Any, x: Array, key: Array | None = None) -> Array:
         """``x`` with its missing (NaN) entries filled in (component families
         that take missing values, such as :class:`jaxem.Gaussian`).
@@ -412,6 +439,11 @@ class MixtureBase(Model):
         label_key, draw_key = jax.random.split(key)
         labels = jax.random.categorical(label_key, jnp.log(weights), shape=(inputs.shape[0],))
         return self.component.sample_targets(draw_key, components, inputs, labels), labels
+
+    def constraints(self, params: Any) -> Any:
+        """Weights on the simplex and the component family's declaration, in
+        the parameters' layout."""
+        return self._join(gem.simplex, self.component.constraints(self._split(params)[1]))
 
     def num_parameters(self, params: Any) -> int:
         """Free parameters: ``K − 1`` weights plus the components'."""

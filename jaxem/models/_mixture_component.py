@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, logsumexp
 
+from jaxem import gem
 from jaxem._validation import check_number, is_concrete
 from jaxem.models._mixture import initial_responsibilities
 from jaxem.models.components._component import Component, resolve_component
@@ -263,6 +264,12 @@ class MixtureComponent(Component):
             keys, params.components, inner
         )  # (K, n, ...): every row from every component's mixture; keep its own
         return jax.tree.map(lambda leaf: leaf[labels, jnp.arange(labels.shape[0])], draws)
+
+    def constraints(self, params: MixtureComponentParams) -> MixtureComponentParams:
+        """Rows of weights on the simplex and the inner family's declaration
+        (over leaves with the extra leading ``K`` axis)."""
+        inner = self.component.constraints(_take(params.components, 0))
+        return MixtureComponentParams(gem.simplex, inner)
 
     def num_parameters(self, params: MixtureComponentParams) -> int:
         k, m = params.weights.shape

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxem import gem
 from jaxem._numerics import exact_matmul
 from jaxem.models.components._checks import (
     check_data_values,
@@ -175,6 +176,10 @@ class Bernoulli(Component):
         """One draw per label: ``(n, D)`` zeros and ones, in the params' dtype."""
         probs = params.probs
         return jax.random.bernoulli(key, probs[labels]).astype(probs.dtype)
+
+    def constraints(self, params: BernoulliParams) -> BernoulliParams:
+        """Probabilities in ``(0, 1)``."""
+        return BernoulliParams(gem.unit_interval)
 
     def num_parameters(self, params: BernoulliParams) -> int:
         """``K·D`` probabilities."""

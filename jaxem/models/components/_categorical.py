@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
+from jaxem import gem
 from jaxem._numerics import exact_matmul
 from jaxem._validation import is_concrete
 from jaxem.models.components._checks import (
@@ -194,6 +195,10 @@ class Categorical(Component):
         probs = params.probs
         categories = jax.random.categorical(key, jnp.log(probs)[labels], axis=-1)
         return jax.nn.one_hot(categories, probs.shape[-1], dtype=probs.dtype)
+
+    def constraints(self, params: CategoricalParams) -> CategoricalParams:
+        """Rows of probabilities on the simplex."""
+        return CategoricalParams(gem.simplex)
 
     def num_parameters(self, params: CategoricalParams) -> int:
         """``K·(D − 1)`` free probabilities."""

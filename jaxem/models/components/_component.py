@@ -43,7 +43,7 @@ class Component(Protocol):
 
     Subclass it for the defaults of the optional methods (``prepare``,
     ``features``, ``block_rows``, ``init_m_step_state``, ``shift_statistics``,
-    ``log_prior``, and ``predict``/``sample_targets``, which only conditional
+    ``log_prior``, ``constraints``, and ``predict``/``sample_targets``, which only conditional
     components have). Data-driven prior hyperparameters, when a family has a
     prior, are resolved by :meth:`initialize` and carried in the parameters.
     """
@@ -138,6 +138,17 @@ class Component(Protocol):
         leaves = jax.tree.leaves(params)
         return jnp.zeros((), jnp.result_type(*leaves) if leaves else jnp.float32)
 
+    def constraints(self, params: Any) -> Any:
+        """The domain of each parameter of the ``K`` components: a pytree of
+        :mod:`jaxem.gem` constraints mirroring ``params`` (or a prefix of
+        it), with :data:`jaxem.gem.fixed` for values the fit does not
+        estimate (resolved prior hyperparameters, parameters held fixed by
+        configuration). The latent structure composes it into
+        ``model.constraints``; its free coordinates should number
+        :meth:`num_parameters`. Default: ``None``, every parameter real and
+        free."""
+        return None
+
     def predict(self, params: Any, inputs: Array) -> Array:
         """Conditional components: each component's expected target given
         ``inputs (n, P)``, with ``K`` on axis 1."""
@@ -165,6 +176,7 @@ def check_component(component: Any) -> None:
             "shift_statistics",
             "diagnose",
             "log_prior",
+            "constraints",
         )
     missing = [name for name in needed if not callable(getattr(component, name, None))]
     if missing:

@@ -34,6 +34,7 @@ from jax import lax
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import gammaln, multigammaln
 
+from jaxem import gem
 from jaxem._numerics import (
     LOG_2PI,
     cholesky_with_jitter,
@@ -121,6 +122,9 @@ class Covariance:
     """The interface every covariance structure implements (see the module)."""
 
     name: str
+    #: The covariances' domain (:mod:`jaxem.gem`): positive-definite
+    #: matrices, or positive variances.
+    constraint: gem.Constraint
 
     def shape(self, num_components: int, dim: int) -> tuple[int, ...]:
         """Shape of the covariances of ``K`` components in ``D`` dimensions."""
@@ -211,6 +215,8 @@ class Covariance:
 
 class _Matrix(Covariance):
     """Full or tied covariance matrices, through their Cholesky factors."""
+
+    constraint = gem.positive_definite
 
     def outer(self, a: Array, b: Array) -> Array:
         return jnp.einsum("kd,ke->kde", a, b)
@@ -481,6 +487,8 @@ class TiedCovariance(_Matrix):
 class _Vector(Covariance):
     """Diagonal or spherical covariances: variances, and log-densities as one
     product of squared and linear features about a reference point."""
+
+    constraint = gem.positive
 
     def block_rows(self, x: Array, num_components: int) -> int:
         # Narrow rows. On a 2-core x86 CPU (n = 1e5, D = K = 16) float32 ran

@@ -65,6 +65,7 @@ import numpy as np
 from jax import lax
 from jax.scipy.linalg import cho_solve
 
+from jaxem import gem
 from jaxem._numerics import exact_matmul, symmetrize
 from jaxem._stats import map_over_rows
 from jaxem._validation import check_int, check_number, holds_nan, is_concrete
@@ -515,6 +516,13 @@ class FactorAnalyzer(Component):
         scales = jnp.sqrt(self.noise_variances(params))
         signal = jnp.einsum("ndq,nq->nd", params.loadings[labels], factors)
         return params.means[labels] + signal + scales[labels] * noise
+
+    def constraints(self, params: Any) -> FactorParams:
+        """Real means and loadings, positive noise variances. The loadings'
+        rotation ``W_k R`` is not removed: their ``D q`` entries are all free
+        coordinates, ``q (q − 1) / 2`` per component more than
+        :meth:`num_parameters` counts."""
+        return FactorParams(gem.real, gem.real, gem.positive)
 
     def num_parameters(self, params: Any) -> int:
         """Per component: ``D`` means, ``D q − q (q − 1) / 2`` loadings (a

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
+from jaxem import gem
 from jaxem._numerics import exact_matmul
 from jaxem.models.components._checks import (
     check_param_shape,
@@ -74,6 +75,10 @@ class GammaRateComponent(Component):
         if not self.has_prior:
             return jnp.zeros((), rates.dtype)
         return gamma_log_density(rates, self.prior_shape, self.prior_rate)
+
+    def constraints(self, params: Any) -> Any:
+        """Positive rates."""
+        return self.params_type(gem.positive)
 
     def num_parameters(self, params: Any) -> int:
         """``K·D`` rates."""

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxem import gem
 from jaxem._numerics import frame_scale
 from jaxem._stats import reduce_over_rows
 from jaxem._validation import check_finite_values, check_number, holds_nan, is_concrete
@@ -516,6 +517,13 @@ class Gaussian(Component):
         covariance type (for plotting and comparison)."""
         k, dim = params.means.shape[-2:]
         return self.covariance.matrices(params.covariances, k, dim)
+
+    def constraints(self, params: Any) -> GaussianParams:
+        """Real means; positive-definite covariances (full, tied) or positive
+        variances (diag, spherical); the resolved prior, when there is one,
+        fixed."""
+        prior = None if params.prior is None else gem.fixed
+        return GaussianParams(gem.real, self.covariance.constraint, prior)
 
     def num_parameters(self, params: Any) -> int:
         """``K·D`` means and the covariances' free entries."""

@@ -211,6 +211,13 @@ class _Regression(GradientComponent):
         for name in expected:
             check_finite_values(getattr(params, name), f"params.{name}")
 
+    def constraints(self, params: RegressionParams) -> RegressionParams:
+        """Real coefficients and intercepts; for softmax, logits over the
+        classes (a shift common to all classes changes no probability, so
+        ``C − 1`` per row are free)."""
+        kind = gem.logits if self._tail() else gem.real
+        return RegressionParams(kind, kind)
+
     def num_parameters(self, params: RegressionParams) -> int:
         """``K (P + 1)`` coefficients and intercepts (per free class for softmax)."""
         k, dim = jnp.shape(params.coefficients)[:2]

@@ -21,6 +21,7 @@ import numpy as np
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import gammaln
 
+from jaxem import gem
 from jaxem._numerics import (
     LOG_2PI,
     cholesky_with_jitter,
@@ -538,6 +539,12 @@ class LinearRegression(Component):
         scales = jnp.sqrt(params.variances[labels])
         noise = jax.random.normal(key, means.shape, means.dtype)
         return means + scales * noise
+
+    def constraints(self, params: LinearRegressionParams) -> LinearRegressionParams:
+        """Real coefficients, real intercepts (fixed at zero with
+        ``fit_intercept=False``) and positive variances."""
+        intercepts = gem.real if self.fit_intercept else gem.fixed
+        return LinearRegressionParams(gem.real, intercepts, gem.positive)
 
     def num_parameters(self, params: LinearRegressionParams) -> int:
         """Per component and target: ``P`` coefficients, an intercept when

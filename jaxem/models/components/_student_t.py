@@ -25,6 +25,7 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import digamma, gammaln, polygamma
 
+from jaxem import gem
 from jaxem._numerics import (
     cholesky_with_jitter,
     default_block_size,
@@ -540,6 +541,12 @@ class StudentT(Component):
 
         draws, _ = lax.scan(add_component, jnp.zeros((n, dim), dtype), (factors, jnp.arange(k)))
         return means[labels] + draws / jnp.sqrt(tau)[:, None]
+
+    def constraints(self, params: StudentTParams) -> StudentTParams:
+        """Real means, positive-definite scales, and positive degrees of
+        freedom (fixed with ``fix_degrees_of_freedom``)."""
+        dof = gem.positive if self.fix_degrees_of_freedom is None else gem.fixed
+        return StudentTParams(gem.real, gem.positive_definite, dof)
 
     def num_parameters(self, params: StudentTParams) -> int:
         """``K·D`` means, ``K·D(D+1)/2`` scales, and ``K`` degrees of freedom
