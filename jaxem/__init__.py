@@ -24,11 +24,14 @@ inference functions in :mod:`jaxem.inference`; generalized EM in
 """
 
 from jaxem import gem, inference, models
-from jaxem._criteria import aic, bic
+from jaxem._criteria import aic, bic, icl
 from jaxem._datasets import load_airquality, load_earthquakes, load_faithful
-from jaxem._driver import em_step, fit
+from jaxem._driver import SquaremStep, em_step, fit, squarem_step
+from jaxem._elbo import LowerBound, elbo
 from jaxem._engine import EMInfo, FitResult, restart_keys
+from jaxem._implicit import fixed_point
 from jaxem._impute import impute
+from jaxem._information import observed_information, standard_errors
 from jaxem._model import Model
 from jaxem._online import (
     OnlineEM,
@@ -38,6 +41,7 @@ from jaxem._online import (
     online_em,
     polynomial_step_size,
 )
+from jaxem._select import Selection, select
 from jaxem._stats import PerObservation
 from jaxem.models._experts import MixtureOfExperts
 from jaxem.models._factor import PPCA, FactorAnalysis
@@ -82,6 +86,7 @@ __all__ = [
     "LinearRegression",
     "LogJointModel",
     "LogisticRegression",
+    "LowerBound",
     "Mixture",
     "MixtureComponent",
     "MixtureOfExperts",
@@ -93,22 +98,31 @@ __all__ = [
     "PerObservation",
     "Poisson",
     "PoissonRegression",
+    "Selection",
     "SoftmaxRegression",
+    "SquaremStep",
     "StudentT",
     "aic",
     "bic",
+    "elbo",
     "em_step",
     "fit",
     "fit_online",
+    "fixed_point",
     "gem",
+    "icl",
     "impute",
     "inference",
     "load_airquality",
     "load_earthquakes",
     "load_faithful",
     "models",
+    "observed_information",
     "online_em",
     "pad_sequences",
     "polynomial_step_size",
     "restart_keys",
+    "select",
+    "squarem_step",
+    "standard_errors",
 ]

@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from jaxem import _engine
+from jaxem import _accelerate, _engine, _implicit
 from jaxem._engine import EMInfo, FitResult, Plan
 from jaxem._model import as_model
 from jaxem._numerics import num_rows, tree_all_finite
@@ -131,7 +131,13 @@ def _fit(
     callback_every: int,
     plan: Plan,
     stop_on_decrease: bool,
+    accelerate: str | None,
 ) -> FitResult:
+    # The loop is not differentiated: gradients with respect to the data and
+    # weights reach the best restart's parameters and objective through the
+    # EM fixed point (implicit differentiation, _implicit.attach).
+    data = (x, weights)
+    x, weights = lax.stop_gradient(data)
     dtype = _engine.data_dtype(x)
     weight = _engine.total_weight(x, weights)
     tol = jnp.asarray(tol, dtype)
@@ -150,7 +156,7 @@ def _fit(
         params, m_step_states, _engine.zero_stats(shapes), dtype, num_restarts, max_iter, previous
     )
     step = functools.partial(
-        _engine.iterate,
+        _accelerate.iterate if accelerate == "squarem" else _engine.iterate,
         model,
         x=x,
         weights=weights,
@@ -181,7 +187,11 @@ def _fit(
     # Iteration t takes M-step t (none for t = 0) and evaluates the result:
     # at most max_iter + 1 E-steps, the last one scoring the final parameters.
     _, states = lax.while_loop(running, body, (jnp.asarray(0, jnp.int32), states))
-    return _engine.result(model, states, ~valid)
+    result = _engine.result(model, states, ~valid)
+    params, log_likelihood = _implicit.attach(
+        model, result.params, result.log_likelihood, *data, plan
+    )
+    return result._replace(params=params, log_likelihood=log_likelihood)
 
 
 _jitted_fit = jax.jit(
@@ -195,6 +205,7 @@ _jitted_fit = jax.jit(
         "callback_every",
         "plan",
         "stop_on_decrease",
+        "accelerate",
     ),
 )
 
@@ -219,6 +230,7 @@ def fit(
     restart_axis: str | None = None,
     previous_log_likelihood: Any = None,
     stop_on_decrease: bool = False,
+    accelerate: str | None = None,
 ) -> FitResult:
     """Fit ``model`` to ``x`` by EM, with restarts, in one compiled program.
 
@@ -304,6 +316,15 @@ def fit(
         default, tests the absolute change). EM never decreases the
         log-likelihood, but an objective that leaves out an improper prior
         (as hmmlearn's monitor does) can.
+      accelerate: ``None`` (plain EM) or ``"squarem"``: SQUAREM (Varadhan &
+        Roland 2008, scheme S3 with its step-length safeguards), which
+        extrapolates two EM steps in the model's free coordinates
+        (``model.constraints``) and falls back to the plain EM steps when the
+        objective would decrease, so the fit stays monotone. Each iteration
+        then takes up to three M-steps (``FitResult.num_m_steps`` counts
+        them) and ``max_iter`` bounds the iterations. Typically several times
+        fewer M-steps on slow problems (overlapping components, factor and
+        state-space models); see :func:`squarem_step`.
 
     Streaming (``stream=True``): ``x`` may also be a function that returns a
     fresh iterable of chunks (arrays, or tuples of arrays, of equal trailing
@@ -319,6 +340,16 @@ def fit(
     statistics are kept per observation (gradient M-steps need all the data)
     cannot stream, and ``callback``, ``mesh`` and ``restart_batch_size`` do
     not apply.
+
+    Differentiating through a fit: ``result.params`` and
+    ``result.log_likelihood`` are differentiable in reverse mode
+    (``jax.grad``, ``jax.vjp``, also under ``jax.vmap``) with respect to
+    ``x`` and ``weights``, by the implicit function theorem at the EM fixed
+    point (the loop itself is not differentiated; see
+    :func:`jaxem.fixed_point`, which also differentiates with respect to a
+    model's hyperparameters). The derivative is as accurate as the fit's
+    convergence (use a small ``tol``); the other fields, and streamed fits,
+    carry no derivative.
 
     Returns:
       A :class:`FitResult`.
@@ -354,7 +385,10 @@ def fit(
     if not isinstance(stop_on_decrease, (bool, np.bool_)):
         raise TypeError(f"stop_on_decrease must be True or False; got {stop_on_decrease!r}")
     stop_on_decrease = bool(stop_on_decrease)
+    accelerate = _check_accelerate(accelerate)
     if stream:
+        if accelerate is not None:
+            raise ValueError("accelerate does not apply with stream=True")
         if stop_on_decrease:
             raise ValueError("stop_on_decrease does not apply with stream=True")
         if previous_log_likelihood is not None:
@@ -424,10 +458,142 @@ def fit(
         callback_every=callback_every,
         plan=plan,
         stop_on_decrease=stop_on_decrease,
+        accelerate=accelerate,
     )
 
 
+# ------------------------------------------------------- one SQUAREM step
+
+
+class SquaremStep(NamedTuple):
+    """What :func:`squarem_step` returns.
+
+    Attributes:
+      params: the new parameters.
+      log_likelihood: the objective of the *input* parameters (as
+        :func:`em_step` returns it).
+      new_log_likelihood: the objective of the new parameters (never below
+        ``log_likelihood``, up to rounding).
+      step_max: the step-length bound for the next step.
+      m_step_state: the M-step state after the step.
+      num_m_steps: M-steps the step took (2 or 3).
+    """
+
+    params: Params
+    log_likelihood: Array
+    new_log_likelihood: Array
+    step_max: Array
+    m_step_state: Any
+    num_m_steps: Array
+
+
+def _squarem_step(model, params, m_step_state, step_max, x, weights, chunk_size):
+    dtype = _engine.data_dtype(x)
+    if m_step_state is None:
+        m_step_state = model.init_m_step_state(params)
+    batch = lambda tree: jax.tree.map(lambda leaf: leaf[None], tree)
+    weight = _engine.total_weight(x, weights)
+    plan = Plan(chunk_size)
+    shapes = jax.eval_shape(
+        lambda p: _engine.objective(model, p, x, weights, weight, plan)[0], params
+    )
+    state = _engine.initial_states(
+        batch(params), batch(m_step_state), _engine.zero_stats(shapes), dtype, 1, 1
+    )
+    state = jax.tree.map(lambda leaf: leaf[0], state)
+    state = state._replace(step_max=jnp.asarray(step_max, dtype))
+    step = functools.partial(
+        _accelerate.iterate,
+        model,
+        x=x,
+        weights=weights,
+        weight=weight,
+        tol=jnp.asarray(-1.0, dtype),  # (never converged: both stages run)
+        decrease_tol=_engine.decrease_tolerance(dtype),
+        max_iter=1,
+        plan=plan,
+    )
+    evaluated = step(state)
+    stepped = step(evaluated)
+    return SquaremStep(
+        stepped.params,
+        evaluated.log_likelihood,
+        stepped.log_likelihood,
+        stepped.step_max,
+        stepped.m_step_state,
+        stepped.num_m_steps,
+    )
+
+
+_jitted_squarem_step = jax.jit(_squarem_step, static_argnums=(0, 6))
+
+
+def squarem_step(
+    model,
+    params: Params,
+    x: Any,
+    weights: Any = None,
+    *,
+    step_max: Any = 1.0,
+    m_step_state: Any = None,
+    chunk_size: int | None = None,
+) -> SquaremStep:
+    """One pure SQUAREM iteration (Varadhan & Roland 2008): two EM steps, an
+    extrapolation in the model's free coordinates, and a stabilising EM step,
+    kept only if the objective does not decrease (else the two EM steps).
+
+    ``jaxem.fit(..., accelerate="squarem")`` runs this in its compiled loop;
+    this is the step for a loop of one's own, as :func:`em_step` is for EM.
+    Jitted with ``model`` static.
+
+    Args:
+      model: a model of the :class:`~jaxem.Model` contract (its
+        ``constraints`` give the free coordinates).
+      params: current parameters.
+      x: data.
+      weights: optional per-observation weights.
+      step_max: the largest step length allowed (start at 1; pass on the
+        returned ``step_max``).
+      m_step_state: the M-step state to continue from (``None``: fresh).
+      chunk_size: E-steps over chunks of this many rows.
+
+    Returns:
+      A :class:`SquaremStep`.
+
+    Examples:
+      >>> import jax, jaxem
+      >>> x = jaxem.load_faithful()
+      >>> model = jaxem.GaussianMixture(num_components=2)
+      >>> params = model.init(jax.random.key(0), x)
+      >>> step = jaxem.squarem_step(model, params, x)
+      >>> bool(step.new_log_likelihood >= step.log_likelihood)
+      True
+    """
+    model = as_model(model)
+    x, weights, _ = _engine.check_data(model, x, weights)
+    chunk_size = _check_chunk_size(chunk_size)
+    params = _engine.check_params(model, params, x, num_restarts=1, key=None)
+    if m_step_state is not None:
+        m_step_state = _engine.check_m_step_state(model, m_step_state, params)
+    step_max = check_nonnegative_float(step_max, "step_max")
+    if is_concrete(step_max) and float(step_max) < 1.0:
+        raise ValueError(f"step_max must be >= 1; got {step_max}")
+    model = _engine.for_data(model, x)
+    return _jitted_squarem_step(model, params, m_step_state, step_max, x, weights, chunk_size)
+
+
 # ----------------------------------------------------------- input checks
+
+
+ACCELERATORS = ("squarem",)
+
+
+def _check_accelerate(accelerate: Any) -> str | None:
+    if accelerate is None:
+        return None
+    if not isinstance(accelerate, str) or accelerate not in ACCELERATORS:
+        raise ValueError(f"accelerate must be None or one of {ACCELERATORS}; got {accelerate!r}")
+    return accelerate
 
 
 def _check_previous(value: Any, num_restarts: int) -> Array:

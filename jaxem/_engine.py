@@ -85,6 +85,9 @@ class EMState(NamedTuple):
         ``DECREASE_TOLERANCE`` relative.
       history: ``(max_iter,)`` objective of the parameters entering each
         iteration, NaN after the stop.
+      num_m_steps: M-steps taken (EM-map evaluations): ``num_iter`` for
+        plain EM, up to three per iteration with SQUAREM.
+      step_max: SQUAREM's largest allowed step length (1 for plain EM).
     """
 
     params: Params
@@ -98,6 +101,8 @@ class EMState(NamedTuple):
     nonfinite: Array
     decreased: Array
     history: Array
+    num_m_steps: Array
+    step_max: Array
 
 
 class EMInfo(NamedTuple):
@@ -132,6 +137,9 @@ class FitResult(NamedTuple):
         parameters entering that iteration (scikit-learn's
         ``lower_bounds_``); NaN after a restart stopped.
       num_iter: ``(R,)`` iterations run.
+      num_m_steps: ``(R,)`` M-steps taken (evaluations of the EM map):
+        ``num_iter`` for plain EM, up to three per iteration with
+        ``accelerate="squarem"``.
       converged: ``(R,)`` whether each restart met ``tol``.
       restarts: every restart's final parameters, leading axis ``R``.
       restart_log_likelihood: ``(R,)`` each restart's final objective.
@@ -154,6 +162,7 @@ class FitResult(NamedTuple):
     log_likelihood: Array
     history: Array
     num_iter: Array
+    num_m_steps: Array
     converged: Array
     restarts: Params
     restart_log_likelihood: Array
@@ -424,11 +433,13 @@ def accept(
     decrease_tol,
     max_iter,
     stop_on_decrease: bool = False,
+    m_steps: Any = 1,
 ) -> EMState:
     """Book-keeping after the E-step under the proposed ``params``: keep them
     if finite, record the history, test convergence (scikit-learn's rule:
     the change below ``tol``; with ``stop_on_decrease``, hmmlearn's: the
-    gain below ``tol``, so a decrease stops too)."""
+    gain below ``tol``, so a decrease stops too). ``m_steps``: the M-steps
+    the proposal took."""
     started = state.evaluated
     finite = jnp.isfinite(objective) & tree_all_finite(params)
     keep = lambda new, old: jnp.where(finite, new, old)
@@ -456,6 +467,8 @@ def accept(
         nonfinite=~finite,
         decreased=state.decreased | (finite & started & (change < -decrease_tol * scale)),
         history=history,
+        num_m_steps=state.num_m_steps + jnp.where(started, m_steps, 0).astype(jnp.int32),
+        step_max=state.step_max,
     )
 
 
@@ -573,6 +586,8 @@ def initial_states(
         nonfinite=jnp.zeros((num_restarts,), bool),
         decreased=jnp.zeros((num_restarts,), bool),
         history=jnp.full((num_restarts, max_iter), jnp.nan, dtype),
+        num_m_steps=jnp.zeros((num_restarts,), jnp.int32),
+        step_max=jnp.ones((num_restarts,), dtype),
     )
 
 
@@ -594,6 +609,7 @@ def result(model, states: EMState, invalid_input: Array) -> FitResult:
         log_likelihood=final[best],
         history=states.history,
         num_iter=states.num_iter,
+        num_m_steps=states.num_m_steps,
         converged=states.converged,
         restarts=states.params,
         restart_log_likelihood=final,

@@ -241,6 +241,10 @@ def check_number(
 ) -> float | None:
     """A static real option (configuration) as a Python float.
 
+    A scalar array counts as its number; a traced scalar (a hyperparameter
+    being differentiated, see :func:`jaxem.fixed_point`) is returned as it
+    is, unchecked.
+
     Raises:
       TypeError: not a real number (booleans included), or ``None`` when
         ``allow_none`` is false.
@@ -249,6 +253,11 @@ def check_number(
     """
     if value is None and allow_none:
         return None
+    if isinstance(value, jax.core.Tracer) and value.ndim == 0:
+        return value
+    if isinstance(value, (jax.Array, np.ndarray)) and value.ndim == 0:  # (a scalar array)
+        if jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer):
+            value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         kind = "a number or None" if allow_none else "a number"
         raise TypeError(f"{name} must be {kind}; got {value!r}")
