@@ -74,3 +74,41 @@ def _release_compiled_programs():
     """
     yield
     jax.clear_caches()
+
+
+# One persistent compilation cache for the whole run, shared by the xdist
+# workers and by the notebooks' kernels: a program that several test files,
+# docstring examples or notebooks compile alike (the same model, shapes and
+# options) is compiled once. The controlling process makes a fresh directory
+# (so a run starts cold, as CI does) and hands it to the workers;
+# JAXEM_TEST_CACHE_DIR names a directory to keep between runs instead.
+def pytest_configure(config):
+    workerinput = getattr(config, "workerinput", None)
+    config._jaxem_own_cache = None
+    if workerinput is not None:
+        directory = workerinput.get("jaxem_cache_dir")
+    else:
+        directory = os.environ.get("JAXEM_TEST_CACHE_DIR")
+        if not directory:
+            import tempfile
+
+            directory = config._jaxem_own_cache = tempfile.mkdtemp(prefix="jaxem-test-cache-")
+    config._jaxem_cache_dir = directory
+    if directory:
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = directory  # (for subprocesses)
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+        jax.config.update("jax_compilation_cache_dir", directory)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+def pytest_configure_node(node):
+    """(pytest-xdist) The run's compilation cache, for a worker."""
+    node.workerinput["jaxem_cache_dir"] = node.config._jaxem_cache_dir
+
+
+def pytest_unconfigure(config):
+    """The process that made the run's compilation cache removes it."""
+    if getattr(config, "_jaxem_own_cache", None):
+        import shutil
+
+        shutil.rmtree(config._jaxem_own_cache, ignore_errors=True)
