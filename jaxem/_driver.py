@@ -380,6 +380,8 @@ def fit(
     chunk_size = _check_chunk_size(chunk_size)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable; got {callback!r}")
+    if callback is None:  # (static: without a callback it must not split the compiled programs)
+        callback_every = 1
     if not isinstance(stream, (bool, np.bool_)):
         raise TypeError(f"stream must be True or False; got {stream!r}")
     if not isinstance(stop_on_decrease, (bool, np.bool_)):
