@@ -75,12 +75,16 @@ def _forward_free(constraint: Any, leaf: Array) -> Array:
     name = None if constraint is None else constraint.name
     if name in (None, "real"):
         return jnp.ravel(leaf)
+    # (values on the boundary, such as a probability that underflowed to 0,
+    # are floored at the smallest normal number: finite coordinates)
+    tiny = jnp.finfo(jnp.result_type(leaf)).tiny
     if name == "positive":
-        return jnp.ravel(jnp.log(leaf))
+        return jnp.ravel(jnp.log(jnp.maximum(leaf, tiny)))
     if name == "unit_interval":
+        leaf = jnp.clip(leaf, tiny, 1.0 - jnp.finfo(jnp.result_type(leaf)).epsneg)
         return jnp.ravel(jnp.log(leaf) - jnp.log1p(-leaf))
     if name == "simplex":
-        logs = jnp.log(leaf)
+        logs = jnp.log(jnp.maximum(leaf, tiny))
         return jnp.ravel(logs[..., :-1] - logs[..., -1:])
     if name == "positive_definite":
         factor = jnp.linalg.cholesky(leaf)
