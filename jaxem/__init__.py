@@ -7,7 +7,7 @@ on CPU, GPU or TPU.
 >>> import jax, jaxem
 >>> x = jaxem.load_faithful()
 >>> model = jaxem.GaussianMixture(num_components=2, covariance_type="full")
->>> result = jaxem.fit(model, x, key=jax.random.key(0), num_restarts=8)
+>>> result = jaxem.fit(model, x, key=jax.random.key(0), num_restarts=4)
 >>> result.params.weights.shape
 (2,)
 

@@ -89,7 +89,7 @@ def em_step(
 
     Examples:
       >>> import jax, jaxem
-      >>> x = jax.random.normal(jax.random.key(0), (200, 2))
+      >>> x = jaxem.load_faithful()
       >>> model = jaxem.GaussianMixture(num_components=2)
       >>> params = model.init(jax.random.key(1), x)
       >>> params, before = jaxem.em_step(model, params, x)

@@ -47,7 +47,8 @@ class Family:
         with nothing observed).
       fits: the degenerate-data and collapsed-component tests fit the
         family (``False``: bad input only, for a family whose fits are
-        tested in its own file and would cost the matrix more than they add).
+        tested in its own file, or run the code of families the matrix
+        fits, and would cost the matrix more than they add).
     """
 
     name: str
@@ -176,6 +177,9 @@ FAMILIES = {
             lambda: jaxem.Mixture(jaxem.Gaussian("diag"), K),
             blobs,
             missing=True,
+            # (its fits run the Gaussian component and mixture code of
+            # gmm-diag, which the matrix fits)
+            fits=False,
         ),
         Family(
             "bernoulli",
@@ -284,6 +288,9 @@ FAMILIES = {
             continuous=False,
             domain=(("label -1", with_value((1,), -1.0, leaf=1), r"must lie in 0..1"),),
             tuple_data=True,
+            # (its fits take the Adam gate and Adam component steps of
+            # experts-softmax over the logistic family's objective)
+            fits=False,
         ),
         Family(
             "experts-poisson",
@@ -292,6 +299,9 @@ FAMILIES = {
             continuous=False,
             domain=(("non-integer", with_value((4,), 0.5, leaf=1), "non-integer"),),
             tuple_data=True,
+            # (its fits take the Adam gate and Adam component steps of
+            # experts-softmax over the poisson-regression family's objective)
+            fits=False,
         ),
         Family(
             "hmm",

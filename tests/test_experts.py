@@ -93,17 +93,13 @@ def counts(seed=0, n=120, dtype=np.float32):
 
 
 # Every GEM block with a first-order (Adam) and a quasi-Newton (L-BFGS, the
-# default) optimizer: the gate in the linear-experts fits, the softmax
-# experts (with an Adam gate, one L-BFGS program at a time keeps compile time
-# down), the logistic components, and Poisson-regression experts. The
-# logistic Adam fit advances its restarts together (vmap); the others one
-# after the other (lax.map), as the CPU default chooses.
+# default) optimizer: the gate (L-BFGS in the linear-experts fit, Adam in the
+# softmax and Poisson experts' fits), the softmax experts (with an Adam gate,
+# one L-BFGS program at a time keeps compile time down), the logistic
+# components, and Poisson-regression experts. The logistic Adam fit advances
+# its restarts together (vmap); the others one after the other (lax.map), as
+# the CPU default chooses.
 MODELS = {
-    ("linear experts", "adam"): (
-        lambda: MixtureOfExperts(LinearRegression(), 2, gate_step=ADAM),
-        piecewise,
-        {},
-    ),
     ("linear experts", "lbfgs"): (lambda: MixtureOfExperts(LinearRegression(), 2), piecewise, {}),
     ("softmax experts", "adam"): (
         lambda: MixtureOfExperts(

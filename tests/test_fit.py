@@ -168,19 +168,21 @@ def test_init_params_single_or_one_per_restart():
 
 
 def test_callback_reports_progress_without_changing_the_result():
-    x = make_blobs(n=100, dtype=np.float32)
+    # (the shapes and options of test_result_semantics: the plain fit reuses
+    # its compiled program)
+    x = make_blobs(n=150, dtype=np.float32)
     model = jaxem.GaussianMixture(K, init_method="random")
     seen = []
     result = jaxem.fit(
-        model, x, key=jax.random.key(2), num_restarts=2, max_iter=30, tol=0.0,
+        model, x, key=jax.random.key(2), num_restarts=5, max_iter=40, tol=0.0,
         callback=seen.append, callback_every=10,
     )  # fmt: skip
     jax.effects_barrier()
     iterations = [int(info.iteration) for info in seen]
-    assert iterations == [0, 10, 20, 30]
+    assert iterations == [0, 10, 20, 30, 40]
     assert all(isinstance(info, jaxem.EMInfo) for info in seen)
     np.testing.assert_array_equal(seen[-1].num_iter, result.num_iter)
-    plain = jaxem.fit(model, x, key=jax.random.key(2), num_restarts=2, max_iter=30, tol=0.0)
+    plain = jaxem.fit(model, x, key=jax.random.key(2), num_restarts=5, max_iter=40, tol=0.0)
     assert_trees_close(result.params, plain.params, rtol=0, atol=0)
 
 
@@ -208,7 +210,9 @@ def test_em_step_composes_with_jit_vmap_and_grad():
     assert stepped.means.shape == (4, K, 2)
 
 
-@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+# One covariance type with Cholesky factors and one without: every type's
+# float32 fits (clean and degenerate data) are in tests/test_matrix.py.
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_float32_fit_is_finite(covariance_type):
     x = make_blobs(seed=5, n=400, dim=4, num_components=4, dtype=np.float32)
     model = jaxem.GaussianMixture(4, covariance_type=covariance_type)

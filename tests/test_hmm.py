@@ -61,6 +61,7 @@ def test_inference_equals_enumeration_of_every_path(parallel, zeros):
     rng = np.random.default_rng(0)
     smooth = jax.jit(inference.hmm_smoother, static_argnames="parallel")
     decode = jax.jit(inference.viterbi, static_argnames="parallel")
+    filter_ = jax.jit(inference.hmm_filter, static_argnames="parallel")
     for length in (1, 2, 5, 6):
         chain = random_chain(rng, num_steps=6, zeros=zeros)
         log_lik, marginals, counts, best, best_score = enumerate_paths(*chain, length)
@@ -72,7 +73,7 @@ def test_inference_equals_enumeration_of_every_path(parallel, zeros):
         np.testing.assert_array_equal(path[:length], best)
         np.testing.assert_array_equal(path[length:], best[-1])  # padding repeats the last state
         np.testing.assert_allclose(score, best_score, rtol=1e-12)
-        log_lik_filter, filtered = inference.hmm_filter(*chain, length, parallel=parallel)
+        log_lik_filter, filtered = filter_(*chain, length, parallel=parallel)
         np.testing.assert_allclose(log_lik_filter, log_lik, rtol=1e-12)
         np.testing.assert_allclose(filtered[length - 1], marginals[length - 1], atol=1e-12)
 
@@ -81,9 +82,11 @@ def test_inference_equals_enumeration_of_every_path(parallel, zeros):
 def test_gradient_e_step_equals_forward_backward():
     rng = np.random.default_rng(1)
     chain = random_chain(rng, k=4, num_steps=30, zeros=True)
+    both = jax.jit(
+        lambda *args: (inference.hmm_smoother(*args), inference.hmm_posterior_from_gradient(*args))
+    )
     for length in (30, 17):
-        expected = inference.hmm_smoother(*chain, length)
-        got = inference.hmm_posterior_from_gradient(*chain, length)
+        expected, got = both(*chain, length)
         np.testing.assert_allclose(got.log_likelihood, expected.log_likelihood, rtol=1e-12)
         np.testing.assert_allclose(got.marginals, expected.marginals, atol=1e-12)
         np.testing.assert_allclose(got.transitions, expected.transitions, atol=1e-10)
@@ -116,10 +119,9 @@ def test_an_unreachable_state_with_the_best_emission_stays_exact_in_float32():
     log_emissions[:, 0] = -1.0
     log_emissions[3] = [-200.0, 0.0]
     expected = float(np.sum(log_emissions[:, 0]))  # the one possible path
+    smooth = jax.jit(inference.hmm_smoother, static_argnames="parallel")
     for parallel in (False, True):
-        posterior = inference.hmm_smoother(
-            log_initial, log_transition, log_emissions, parallel=parallel
-        )
+        posterior = smooth(log_initial, log_transition, log_emissions, parallel=parallel)
         np.testing.assert_allclose(posterior.log_likelihood, expected, rtol=1e-6)
         np.testing.assert_allclose(posterior.marginals[:, 0], 1.0)
         np.testing.assert_allclose(posterior.transitions, [[5.0, 0.0], [0.0, 0.0]], atol=1e-6)
@@ -143,8 +145,9 @@ def gaussian_params(rng, d=2, covariance_type="diag"):
 
 
 def sample_batch(model, params, key, num_sequences, num_steps):
-    keys = jax.random.split(key, num_sequences)
-    x, z = jax.vmap(lambda k: model.sample(k, params, num_steps))(keys)
+    # (one compiled program: run eagerly, every operation compiles on its own)
+    sample = jax.jit(jax.vmap(lambda k, p: model.sample(k, p, num_steps), (0, None)))
+    x, z = sample(jax.random.split(key, num_sequences), params)
     return np.asarray(x), np.asarray(z)
 
 
@@ -278,7 +281,7 @@ def test_bad_input_is_named():
         jaxem.fit(jaxem.HMM(jaxem.Gaussian("diag", missing=False), 2), bad, key=key)
     # NaN in padding is padding.
     jaxem.fit(model, (bad, np.array([10, 3])), key=key, max_iter=2)
-    start = model.init(key, jnp.asarray(x))
+    start = jax.jit(model.init)(key, jnp.asarray(x))
     with pytest.raises(ValueError, match=r"params\.transitions must sum to 1"):
         jaxem.fit(model, x, key=key, init_params=start._replace(transitions=np.full((2, 2), 0.3)))
     with pytest.raises(ValueError, match=r"params\.initial must be non-negative"):

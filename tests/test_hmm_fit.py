@@ -19,11 +19,10 @@ from tests.test_hmm import K, gaussian_params, sample_batch
 
 
 @pytest.mark.usefixtures("x64")
-@pytest.mark.parametrize("parallel", [False, True])
-def test_fit_is_monotone_and_recovers_the_chain(parallel):
+def test_fit_is_monotone_and_recovers_the_chain():
     rng = np.random.default_rng(5)
     truth = gaussian_params(rng)
-    model = jaxem.HMM(jaxem.Gaussian("diag"), K, parallel=parallel)
+    model = jaxem.HMM(jaxem.Gaussian("diag"), K)
     x, states = sample_batch(model, truth, jax.random.key(2), 8, 200)
     result = jaxem.fit(model, x, key=jax.random.key(3), num_restarts=3, max_iter=100, tol=1e-8)
     history = np.asarray(result.history)
@@ -32,7 +31,7 @@ def test_fit_is_monotone_and_recovers_the_chain(parallel):
         assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
     assert not np.any(result.decreased) and not np.any(result.nonfinite)
     # The decoded states agree with the truth up to a relabelling.
-    path, _ = model.most_likely_states(result.params, x)
+    path, _ = jax.jit(model.most_likely_states)(result.params, x)
     confusion = np.zeros((K, K))
     np.add.at(confusion, (np.asarray(states).ravel(), np.asarray(path).ravel()), 1)
     assert confusion.max(axis=1).sum() / confusion.sum() > 0.95
@@ -40,6 +39,32 @@ def test_fit_is_monotone_and_recovers_the_chain(parallel):
     np.testing.assert_allclose(
         np.asarray(result.params.transitions)[np.ix_(order, order)], truth.transitions, atol=0.08
     )
+
+
+@pytest.mark.usefixtures("x64")
+def test_parallel_model_equals_the_sequential_model():
+    """``parallel=True``: the E-step (statistics and log-likelihood), the
+    posteriors and the Viterbi paths of a ragged batch are the sequential
+    model's, so its fits are the sequential fits above, up to rounding; one
+    compiled program instead of a second fit. (The parallel algorithms
+    against enumeration of every path: tests/test_hmm.py.)"""
+    truth = gaussian_params(np.random.default_rng(5))
+    sequential = jaxem.HMM(jaxem.Gaussian("diag"), K)
+    parallel = jaxem.HMM(jaxem.Gaussian("diag"), K, parallel=True)
+    x, _ = sample_batch(sequential, truth, jax.random.key(2), 8, 200)
+    data = (x, np.array([200, 150, 200, 37, 200, 200, 1, 200]))
+    evaluate = jax.jit(
+        lambda params, data: [
+            (m.e_step(params, data), m.posterior(params, data), m.most_likely_states(params, data))
+            for m in (sequential, parallel)
+        ]
+    )
+    expected, got = evaluate(truth, data)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10), got[:2], expected[:2]
+    )
+    np.testing.assert_array_equal(got[2][0], expected[2][0])  # the paths
+    np.testing.assert_allclose(got[2][1], expected[2][1], rtol=1e-12)  # their scores
 
 
 @pytest.mark.usefixtures("x64")
@@ -80,7 +105,7 @@ def test_float32_fit_with_a_state_never_visited_stays_finite():
         [rng.normal(0, 1, size=(2, 100, 2)), rng.normal(8, 1, size=(2, 100, 2))], axis=1
     ).astype(np.float32)
     model = jaxem.HMM(jaxem.Gaussian("diag"), 4)
-    start = model.init(jax.random.key(0), jnp.asarray(x))
+    start = jax.jit(model.init)(jax.random.key(0), jnp.asarray(x))
     # Starting means far from the data: two states never get any weight.
     means = jnp.asarray(start.emissions.means).at[2:].set(1e4)
     start = start._replace(emissions=start.emissions._replace(means=means))
@@ -154,11 +179,14 @@ def test_baum_welch_matches_hmmlearn_gaussian(covariance_type):
     # Posteriors, per-sequence log-likelihoods and Viterbi paths at the fit.
     data = concatenated(x, lengths)
     log_lik, posteriors = reference.score_samples(data, lengths)
-    np.testing.assert_allclose(np.sum(model.log_prob(fitted, (x, lengths))), log_lik, rtol=1e-10)
-    ours = model.posterior(fitted, (x, lengths))
+    # (one compiled program: run eagerly, every operation compiles on its own)
+    evaluate = jax.jit(
+        lambda p, d: (model.log_prob(p, d), model.posterior(p, d), model.most_likely_states(p, d))
+    )
+    our_log_lik, ours, (our_path, our_best) = evaluate(fitted, (x, lengths))
+    np.testing.assert_allclose(np.sum(our_log_lik), log_lik, rtol=1e-10)
     np.testing.assert_allclose(concatenated(ours, lengths), posteriors, atol=1e-9)
     best, path = reference.decode(data, lengths, algorithm="viterbi")
-    our_path, our_best = model.most_likely_states(fitted, (x, lengths))
     np.testing.assert_array_equal(concatenated(our_path, lengths), path)
     np.testing.assert_allclose(np.sum(our_best), best, rtol=1e-10)
 

@@ -11,8 +11,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "jaxem"
 
 # Lowest first. A module may import its own layer and the layers below.
 LAYERS = [
-    # numerics, checks, statistics kinds, the optax M-step, k-means seeding
-    {"jaxem._numerics", "jaxem._validation", "jaxem._stats", "jaxem.gem", "jaxem._kmeans"},
+    # numerics, checks, statistics kinds, the optax M-step, k-means seeding,
+    # free coordinates (a model's parameters as one unconstrained vector)
+    {
+        "jaxem._numerics",
+        "jaxem._validation",
+        "jaxem._stats",
+        "jaxem.gem",
+        "jaxem._kmeans",
+        "jaxem._free",
+    },
     # pure inference functions on arrays
     {"jaxem.inference"},
     # the model contract
@@ -21,8 +29,15 @@ LAYERS = [
     {"jaxem.models.components"},
     # latent structures built from components
     {"jaxem.models"},
-    # the engine (knows the contract, no model), criteria, data
-    {"jaxem._engine", "jaxem._criteria", "jaxem._datasets"},
+    # the engine (knows the contract, no model), its SQUAREM iteration and
+    # implicit-differentiation hook, criteria, data
+    {
+        "jaxem._engine",
+        "jaxem._accelerate",
+        "jaxem._implicit",
+        "jaxem._criteria",
+        "jaxem._datasets",
+    },
     # drivers built on the engine
     {"jaxem._streaming", "jaxem._online"},
     {"jaxem._driver"},

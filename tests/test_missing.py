@@ -130,7 +130,7 @@ def test_observed_log_density_equals_scipy_on_the_observed_coordinates(x64):
     x = incomplete(2, n=40)
     params = start("full")
     model = jaxem.GaussianMixture(2)
-    log_prob = model.log_prob(jax.tree.map(jnp.asarray, params), jnp.asarray(x))
+    log_prob = jax.jit(model.log_prob)(jax.tree.map(jnp.asarray, params), jnp.asarray(x))
     for i in range(len(x)):
         o = ~np.isnan(x[i])
         densities = [
@@ -151,16 +151,25 @@ def test_missing_value_code_on_complete_rows_is_the_complete_data_code(x64, cova
     params = jax.tree.map(jnp.asarray, start(covariance_type))
     x = jnp.asarray(np.nan_to_num(incomplete(3, n=30), nan=0.7))
     resp = jax.nn.softmax(jax.random.normal(jax.random.key(0), (30, 2)), axis=1)
-    prepared = cov.prepare(params.means, params.covariances)
-    np.testing.assert_allclose(
-        cov._missing_log_densities(prepared, x),
-        cov._complete_log_densities(prepared, x),
-        rtol=1e-12,
-    )
-    centres = cov.centres(params.means)
-    scale = jnp.asarray(2.0)  # (a frame other than 1)
-    got = cov._missing_moments(x, resp, centres, scale, params.means, params.covariances)
-    for a, b in zip(got, cov.moments(x, resp, centres, scale), strict=True):
+
+    @jax.jit  # (one program: run eagerly, every operation compiles on its own)
+    def both(params, x, resp):
+        prepared = cov.prepare(params.means, params.covariances)
+        densities = (
+            cov._missing_log_densities(prepared, x),
+            cov._complete_log_densities(prepared, x),
+        )
+        centres = cov.centres(params.means)
+        scale = jnp.asarray(2.0)  # (a frame other than 1)
+        moments = (
+            cov._missing_moments(x, resp, centres, scale, params.means, params.covariances),
+            cov.moments(x, resp, centres, scale),
+        )
+        return densities, moments
+
+    (missing, complete), (got, expected) = both(params, x, resp)
+    np.testing.assert_allclose(missing, complete, rtol=1e-12)
+    for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
 
 
@@ -248,7 +257,8 @@ def test_hmm_with_gaps_equals_brute_force_over_state_paths(x64):
                 ).pdf(x[0, t][o])
         total += p
     params = jax.tree.map(jnp.asarray, params)
-    np.testing.assert_allclose(model.log_prob(params, jnp.asarray(x))[0], np.log(total), rtol=1e-12)
+    log_prob = jax.jit(model.log_prob)(params, jnp.asarray(x))
+    np.testing.assert_allclose(log_prob[0], np.log(total), rtol=1e-12)
     filled = np.asarray(jaxem.impute(model, params, x))
     assert np.all(np.isfinite(filled)) and np.array_equal(filled[0, 0], x[0, 0])
     # The gap's conditional mean lies between the states' means.
@@ -298,6 +308,6 @@ def test_under_a_users_jit_the_blocks_branch_on_nan(x64):
     for data in (x, complete):
         resolved = model.for_data(data)
         assert resolved.missing == bool(np.isnan(data).any())
-        got, expected = e_step(params, data), resolved.e_step(params, jnp.asarray(data))
+        got, expected = e_step(params, data), jax.jit(resolved.e_step)(params, data)
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12)

@@ -22,13 +22,14 @@ def test_one_mixture_of_mixtures_is_a_mixture(covariance_type):
     inner = jaxem.Gaussian(covariance_type)
     flat = jaxem.Mixture(inner, 3)
     nested = jaxem.Mixture(jaxem.MixtureComponent(inner, 3), 1)
-    start = flat.init(jax.random.key(0), x)
+    # (the inits jitted: run eagerly, every operation compiles on its own)
+    start = jax.jit(flat.init)(jax.random.key(0), x)
     lifted = MixtureComponentParams(
         start.weights[None], jax.tree.map(lambda leaf: leaf[None], start.components)
     )
     params, objective = jaxem.em_step(flat, start, x)
     nested_params, nested_objective = jaxem.em_step(
-        nested, nested.init(jax.random.key(0), x)._replace(components=lifted), x
+        nested, jax.jit(nested.init)(jax.random.key(0), x)._replace(components=lifted), x
     )
     np.testing.assert_allclose(nested_objective, objective, rtol=1e-12)
     got = nested_params.components
@@ -53,6 +54,6 @@ def test_hmm_with_mixture_emissions_is_monotone_and_samples():
     np.testing.assert_allclose(np.sum(emissions.weights, axis=1), 1.0)
     # K - 1 + K (K - 1) chain, K (M - 1) weights, K M (D + D) Gaussian.
     assert model.num_parameters(result.params) == 2 + 6 + 3 + 3 * 2 * 4
-    draws, states = model.sample(jax.random.key(2), result.params, 16)
+    draws, states = jax.jit(model.sample, static_argnums=2)(jax.random.key(2), result.params, 16)
     assert draws.shape == (16, 2) and states.shape == (16,)
     assert np.all(np.isfinite(draws))

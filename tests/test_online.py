@@ -156,7 +156,7 @@ def test_one_step_with_rho_one_on_all_the_data_is_an_em_step():
     resp = np.random.default_rng(0).dirichlet(np.ones(K), x.shape[0])
     params = jax.jit(model.from_responsibilities)(x, resp)
     expected, objective = jaxem.em_step(model, params, x)
-    log_prior = float(model.log_prior(params)) / x.shape[0]
+    log_prior = float(jax.jit(model.log_prior)(params)) / x.shape[0]  # (eagerly: op by op)
 
     states, log_liks = run_steps(model, params, x[None], step_size=1.0, num_observations=300)
     assert_trees_close(at(states.params, 0), expected)

@@ -118,7 +118,7 @@ class GaussianMixture(MixtureBase):
 
     Examples:
       >>> import jax, jaxem
-      >>> x = jax.random.normal(jax.random.key(0), (500, 2))
+      >>> x = jaxem.load_faithful()
       >>> model = jaxem.GaussianMixture(num_components=2)
       >>> params = model.init(jax.random.key(1), x)
       >>> params.means.shape, params.covariances.shape
@@ -126,7 +126,7 @@ class GaussianMixture(MixtureBase):
       >>> stats, log_lik = model.e_step(params, x)
       >>> params, _ = model.m_step(stats, params)
       >>> model.posterior(params, x).shape
-      (500, 2)
+      (272, 2)
     """
 
     num_components: int
