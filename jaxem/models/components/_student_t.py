@@ -40,7 +40,7 @@ from jaxem.models.components._checks import (
     guarded_counts,
 )
 from jaxem.models.components._component import Component
-from jaxem.models.components._covariance import COVARIANCES, one_product_per_component
+from jaxem.models.components._covariance import COVARIANCES, centred_moments
 
 Array = jax.Array
 
@@ -369,34 +369,19 @@ class StudentT(Component):
             d = (dim - distances) / (nu + distances)
             return jnp.exp(log_u), _excess(d, log_u)
 
-        if one_product_per_component(k):
-            sum_u, firsts, seconds, excess = [], [], [], []
-            for j in range(k):
-                residual = x - means[j]  # (rows, D)
-                distances = jnp.sum(jnp.square(residual @ prec_chol[j]), axis=1)
-                u, h = scale_weights(distances, nu[j])
-                weight = resp[:, j] * u
-                residual = residual / frame
-                weighted = weight[:, None] * residual
-                sum_u.append(jnp.sum(weight))
-                firsts.append(jnp.sum(weighted, axis=0))
-                seconds.append(weighted.T @ residual)
-                excess.append(resp[:, j] @ h)
-            return StudentTStats(
-                jnp.stack(sum_u), jnp.stack(firsts), jnp.stack(seconds), jnp.stack(excess)
-            )
-        residual = x[None, :, :] - means[:, None, :]  # (K, rows, D)
-        distances = jnp.sum(jnp.square(jnp.einsum("krd,kde->kre", residual, prec_chol)), -1)
-        u, h = scale_weights(distances, nu[:, None])  # (K, rows)
-        weight = resp.T * u
-        residual = residual / frame
-        weighted = weight[:, :, None] * residual
-        return StudentTStats(
-            jnp.sum(weight, axis=1),
-            jnp.sum(weighted, axis=1),
-            jnp.einsum("krd,kre->kde", weighted, residual),
-            jnp.sum(resp.T * h, axis=1),
+        # Every component's Mahalanobis distance from one whitening product
+        # about the mean of the means (as the Gaussian's E-step), and the
+        # moments of all components from one more (see centred_moments).
+        reference = jnp.mean(means, axis=0)
+        stacked = jnp.transpose(prec_chol, (1, 0, 2)).reshape(dim, k * dim)
+        shifted = jnp.einsum("kd,kde->ke", means - reference, prec_chol)
+        whitened = ((x - reference) @ stacked).reshape(x.shape[0], k, dim) - shifted
+        u, h = scale_weights(jnp.sum(jnp.square(whitened), axis=-1), nu)  # (rows, K)
+        weight = resp * u
+        first, second = centred_moments(
+            weight, (x - reference) / frame, (means - reference) / frame
         )
+        return StudentTStats(jnp.sum(weight, axis=0), first, second, jnp.sum(resp * h, axis=0))
 
     def shift_statistics(
         self,
@@ -499,16 +484,7 @@ class StudentT(Component):
         # M-step from moments about the component means, in the frame of the
         # data's largest deviation from its mean.
         frame = frame_scale(jnp.max(jnp.abs(x - mean)))
-        if one_product_per_component(k):
-            seconds = []
-            for j in range(k):
-                residual = (x - means[j]) / frame
-                seconds.append((weighted[:, j, None] * residual).T @ residual)
-            sum_xx = jnp.stack(seconds)
-        else:
-            residual = (x[None, :, :] - means[:, None, :]) / frame
-            sum_xx = jnp.einsum("rk,krd,kre->kde", weighted, residual, residual)
-        sum_x = (weighted.T @ x - counts[:, None] * means) / frame
+        sum_x, sum_xx = centred_moments(weighted, (x - mean) / frame, (means - mean) / frame)
         stats = StudentTStats(counts, sum_x, sum_xx, jnp.zeros((k,), dtype))
         counts = guarded_counts(counts, x.shape[0])
         means, scales = self._maximize_location_scale(stats, counts, means, frame)
