@@ -531,7 +531,17 @@ class TiedCovariance(_Matrix):
 
 class _Vector(Covariance):
     """Diagonal or spherical covariances: variances, and log-densities as one
-    product of squared and linear features about a reference point."""
+    product of squared and linear features about a reference point.
+
+    The moments are taken about one common centre (the average of the means),
+    so that each pass is one ``(K × rows)·(rows × 2D)`` product. The price is
+    cancellation for a component far from that centre: its variance keeps
+    about ``−log10(eps) − 2·log10(|μ_k − c| / σ_k)`` digits, so in float32 a
+    component ``1e3·σ`` away from the average of the means has few left (an
+    HMM started with states 1e4 from the data rounds its visited states'
+    variances to multiples of 2.56). Scikit-learn takes them about the origin.
+    Full and tied covariances centre each component on its own mean.
+    """
 
     constraint = gem.positive
 
