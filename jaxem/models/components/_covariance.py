@@ -292,7 +292,10 @@ class _Matrix(Covariance):
     def _complete_log_densities(self, prepared: dict[str, Array], x: Array) -> Array:
         """``log N(x_i | μ_k, Σ_k)`` for a block of rows, ``(rows, K)``."""
         k = prepared["shifted"].shape[0]
-        whitened = (x - prepared["reference"]) @ prepared["stacked"]
+        # Full float32 products (no TF32 on GPUs): the whitened residuals carry
+        # the log-densities, and a 10-bit mantissa would cost them about 1e-3
+        # of their size.
+        whitened = exact_matmul(x - prepared["reference"], prepared["stacked"])
         residual = self._per_component(whitened, k) - prepared["shifted"]
         return prepared["const"] - 0.5 * jnp.sum(jnp.square(residual), axis=-1)
 

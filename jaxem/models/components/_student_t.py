@@ -29,6 +29,7 @@ from jaxem import gem
 from jaxem._numerics import (
     cholesky_with_jitter,
     default_block_size,
+    exact_matmul,
     frame_scale,
     inverse_cholesky_transpose,
     symmetrize,
@@ -375,7 +376,7 @@ class StudentT(Component):
         reference = jnp.mean(means, axis=0)
         stacked = jnp.transpose(prec_chol, (1, 0, 2)).reshape(dim, k * dim)
         shifted = jnp.einsum("kd,kde->ke", means - reference, prec_chol)
-        whitened = ((x - reference) @ stacked).reshape(x.shape[0], k, dim) - shifted
+        whitened = exact_matmul(x - reference, stacked).reshape(x.shape[0], k, dim) - shifted
         u, h = scale_weights(jnp.sum(jnp.square(whitened), axis=-1), nu)  # (rows, K)
         weight = resp * u
         first, second = centred_moments(
