@@ -134,8 +134,8 @@ class Config:
 
 def configs(quick: bool) -> list[Config]:
     """The benchmark's configurations (smaller sizes for ``--quick``)."""
-    full_targets = {"float64": 3.0, "float32": 5.0}
-    diag_targets = {"float64": 4.0, "float32": 10.0}
+    full_targets = {"float64": 6.0, "float32": 10.0}
+    diag_targets = {"float64": 6.0, "float32": 8.0}
     restart_targets = {"float64": 1.0, "float32": 1.0}
     if quick:
         return [
